@@ -1,0 +1,591 @@
+package wsasync
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gobwas/ws"
+)
+
+// conn runs one WebSocket connection: a reader (the goroutine that calls run)
+// and a writer goroutine that owns every write to the socket.
+type conn struct {
+	nc     net.Conn
+	cfg    *config
+	server bool
+
+	in   chan<- Message
+	out  <-chan Message
+	errs chan<- error
+	// stop is closed when the handler has returned (GoWebsocket); nil for
+	// Listener and Dial, whose out is drained until the caller closes it.
+	stop <-chan struct{}
+
+	br   *bufio.Reader
+	bw   *bufio.Writer // taken from the pool for a batch of writes only
+	src  deadlineReader
+	whdr [ws.MaxHeaderSize]byte
+	rhdr [ws.MaxHeaderSize]byte
+	ctl  [ws.MaxControlFramePayloadSize]byte // reader's control payloads
+
+	wake       chan struct{} // cap 1: something is pending for the writer
+	dead       chan struct{} // closed once the socket is closed
+	readDone   chan struct{}
+	writerDone chan struct{}
+	deadOnce   sync.Once
+	closeSent  atomic.Bool
+
+	mu      sync.Mutex
+	pong    [ws.MaxControlFramePayloadSize]byte
+	pongLen int
+	pongDue bool
+	term    *CloseError // close the writer must send before closing the socket
+	end     *CloseError // why the connection ended; the first cause wins
+}
+
+var (
+	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, DefaultBufferSize) }}
+	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, DefaultBufferSize) }}
+)
+
+func newConn(nc net.Conn, cfg *config, server bool, in chan<- Message, out <-chan Message, errs chan<- error, stop <-chan struct{}) *conn {
+	c := &conn{
+		nc:         nc,
+		cfg:        cfg,
+		server:     server,
+		in:         in,
+		out:        out,
+		errs:       errs,
+		stop:       stop,
+		wake:       make(chan struct{}, 1),
+		dead:       make(chan struct{}),
+		readDone:   make(chan struct{}),
+		writerDone: make(chan struct{}),
+	}
+	c.src = deadlineReader{nc: nc, idle: cfg.idle}
+	return c
+}
+
+// attachReader sets up the read buffer. pending holds bytes the handshake
+// already read past its end (a client may send frames right behind its
+// request); they are read before the socket.
+func (c *conn) attachReader(pending []byte) {
+	var src io.Reader = &c.src
+	if len(pending) > 0 {
+		src = io.MultiReader(bytes.NewReader(pending), src)
+	}
+	if c.cfg.readBufSize == DefaultBufferSize {
+		c.br = readerPool.Get().(*bufio.Reader)
+		c.br.Reset(src)
+	} else {
+		c.br = bufio.NewReaderSize(src, c.cfg.readBufSize)
+	}
+}
+
+// buffered returns the bytes a bufio.Reader holds, copied, or nil.
+func buffered(br *bufio.Reader) []byte {
+	if br == nil || br.Buffered() == 0 {
+		return nil
+	}
+	p, _ := br.Peek(br.Buffered())
+	return slices.Clone(p)
+}
+
+// run serves the connection until it has ended and every goroutine it started
+// has exited.
+func (c *conn) run() {
+	go c.writeLoop()
+	c.readLoop()
+	<-c.dead
+	c.mu.Lock()
+	end := c.end
+	c.mu.Unlock()
+	select {
+	case c.errs <- end:
+	default:
+	}
+	close(c.errs)
+	<-c.writerDone
+	if c.cfg.readBufSize == DefaultBufferSize {
+		c.br.Reset(nil)
+		readerPool.Put(c.br)
+	}
+	c.br = nil
+}
+
+// deadlineReader refreshes the read deadline before each read from the
+// socket, so a peer that sends nothing (not even a pong) for idle is dropped,
+// while a reader held back by a slow handler has no read in progress and so no
+// deadline running.
+type deadlineReader struct {
+	nc   net.Conn
+	idle time.Duration
+}
+
+func (d *deadlineReader) Read(p []byte) (int, error) {
+	if d.idle > 0 {
+		d.nc.SetReadDeadline(time.Now().Add(d.idle))
+	}
+	return d.nc.Read(p)
+}
+
+// setEnd records why the connection ended, unless a cause is known already.
+func (c *conn) setEnd(e *CloseError) {
+	c.mu.Lock()
+	if c.end == nil {
+		c.end = e
+	}
+	c.mu.Unlock()
+}
+
+func (c *conn) notify() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// terminate asks the writer to send e's close frame (unless a close was sent
+// already) and close the socket.
+func (c *conn) terminate(e *CloseError) {
+	c.mu.Lock()
+	if c.end == nil {
+		c.end = e
+	}
+	if c.term == nil {
+		c.term = e
+	}
+	c.mu.Unlock()
+	c.notify()
+}
+
+// drop closes the socket at once, without a close frame.
+func (c *conn) drop(e *CloseError) {
+	c.setEnd(e)
+	c.closeSocket()
+}
+
+func (c *conn) closeSocket() {
+	c.deadOnce.Do(func() {
+		c.nc.Close()
+		close(c.dead)
+	})
+}
+
+func (c *conn) isDead() bool {
+	select {
+	case <-c.dead:
+		return true
+	default:
+		return false
+	}
+}
+
+// ---- reading ----
+
+func (c *conn) readLoop() {
+	defer close(c.readDone)
+	defer close(c.in)
+
+	side := ws.StateClientSide
+	if c.server {
+		side = ws.StateServerSide
+	}
+	var (
+		typ  MessageType
+		msg  []byte
+		frag bool
+	)
+	for {
+		h, err := ws.ReadHeaderBuffer(c.br, c.rhdr[:])
+		if err != nil {
+			c.readFailed(err)
+			return
+		}
+		state := side
+		if frag {
+			state = state.Set(ws.StateFragmented)
+		}
+		if err := ws.CheckHeader(h, state); err != nil {
+			c.protocolError(err)
+			return
+		}
+		if h.OpCode.IsControl() {
+			p := c.ctl[:h.Length]
+			if _, err := io.ReadFull(c.br, p); err != nil {
+				c.readFailed(err)
+				return
+			}
+			if h.Masked {
+				ws.Cipher(p, h.Mask, 0)
+			}
+			switch h.OpCode {
+			case ws.OpPing:
+				c.queuePong(p)
+			case ws.OpClose:
+				code, reason, ok := parseClose(p)
+				switch {
+				case !ok && code == StatusInvalidFramePayloadData:
+					c.terminate(&CloseError{Code: code, Reason: "invalid UTF-8 in close reason", Err: ErrInvalidUTF8})
+				case !ok:
+					c.protocolError(errors.New("malformed close frame"))
+				default:
+					c.terminate(&CloseError{Code: code, Reason: reason, Remote: true})
+				}
+				return
+			}
+			continue
+		}
+
+		if h.OpCode != ws.OpContinuation {
+			typ = MessageType(h.OpCode)
+		}
+		if limit := c.cfg.readLimit; limit > 0 && h.Length > limit-int64(len(msg)) {
+			c.terminate(&CloseError{Code: StatusMessageTooBig, Reason: "message too big", Err: ErrReadLimit})
+			return
+		}
+		msg, err = c.readPayload(msg, h)
+		if err != nil {
+			c.readFailed(err)
+			return
+		}
+		if frag = !h.Fin; frag {
+			continue
+		}
+		if typ == TextMessage && !utf8.Valid(msg) {
+			c.terminate(&CloseError{Code: StatusInvalidFramePayloadData, Reason: "invalid UTF-8", Err: ErrInvalidUTF8})
+			return
+		}
+		if c.closeSent.Load() {
+			// This end has said it is done; keep reading only for the
+			// peer's close frame.
+			msg = nil
+			continue
+		}
+		select {
+		case c.in <- Message{Type: typ, Data: msg}:
+		case <-c.dead:
+			return
+		}
+		msg = nil
+	}
+}
+
+// chunk is how much of a payload is allocated before its bytes arrive when
+// no read limit bounds it.
+const chunk = 64 << 10
+
+// readPayload appends h's payload, unmasked, to msg.
+func (c *conn) readPayload(msg []byte, h ws.Header) ([]byte, error) {
+	if h.Length == 0 {
+		return msg, nil
+	}
+	if msg == nil && (c.cfg.readLimit > 0 || h.Length <= chunk) {
+		// Bounded by the read limit: one allocation of the exact size.
+		msg = make([]byte, 0, h.Length)
+	}
+	start := len(msg)
+	for rest := h.Length; rest > 0; {
+		n := int(min(rest, chunk))
+		if c.cfg.readLimit > 0 {
+			n = int(rest)
+		}
+		msg = slices.Grow(msg, n)
+		at := len(msg)
+		msg = msg[:at+n]
+		if _, err := io.ReadFull(c.br, msg[at:]); err != nil {
+			return msg, err
+		}
+		rest -= int64(n)
+	}
+	if h.Masked {
+		ws.Cipher(msg[start:], h.Mask, 0)
+	}
+	return msg, nil
+}
+
+func (c *conn) queuePong(p []byte) {
+	c.mu.Lock()
+	c.pongLen = copy(c.pong[:], p)
+	c.pongDue = true
+	c.mu.Unlock()
+	c.notify()
+}
+
+func (c *conn) protocolError(err error) {
+	reason := err.Error()
+	if len(reason) > maxCloseReason {
+		reason = reason[:maxCloseReason]
+	}
+	c.terminate(&CloseError{Code: StatusProtocolError, Reason: reason, Err: fmt.Errorf("%w: %v", ErrProtocol, err)})
+}
+
+func (c *conn) readFailed(err error) {
+	switch {
+	case c.isDead():
+		// This end closed the socket; the cause is recorded.
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		c.drop(&CloseError{Code: StatusAbnormalClosure, Err: ErrPingTimeout})
+	case errors.Is(err, ws.ErrHeaderLengthMSB), errors.Is(err, ws.ErrHeaderLengthUnexpected):
+		c.protocolError(err)
+	default:
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		c.drop(&CloseError{Code: StatusAbnormalClosure, Err: err})
+	}
+}
+
+// ---- writing ----
+
+func (c *conn) writeLoop() {
+	defer close(c.writerDone)
+	defer c.releaseWriter()
+
+	var tick <-chan time.Time
+	if c.cfg.pingInterval > 0 {
+		t := time.NewTicker(c.cfg.pingInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	var closeTimer *time.Timer
+	defer func() {
+		if closeTimer != nil {
+			closeTimer.Stop()
+		}
+	}()
+	var closeWait <-chan time.Time
+
+	out, stop, readDone := c.out, c.stop, c.readDone
+	for !c.isDead() {
+		select {
+		case m, ok := <-out:
+			switch {
+			case !ok:
+				out = nil
+				c.sendClose(StatusNormalClosure, nil)
+			case c.closeSent.Load():
+				// Discarded: the connection is closing.
+			default:
+				c.send(m)
+			}
+		case <-c.wake:
+			c.servePending()
+		case <-tick:
+			if !c.closeSent.Load() {
+				c.writeFrame(ws.OpPing, nil)
+			}
+		case <-stop:
+			// The handler returned: write what it queued, then close.
+			stop = nil
+			for len(out) > 0 && !c.closeSent.Load() && !c.isDead() {
+				m, ok := <-out
+				if !ok {
+					out = nil
+					break
+				}
+				c.send(m)
+			}
+			c.sendClose(StatusNormalClosure, nil)
+		case <-readDone:
+			c.servePending()
+			c.closeSocket()
+		case <-closeWait:
+			c.closeSocket()
+		case <-c.dead:
+		}
+		if c.closeSent.Load() && closeTimer == nil && !c.isDead() {
+			closeTimer = time.NewTimer(c.cfg.closeTimeout)
+			closeWait = closeTimer.C
+		}
+		if c.bw != nil && len(out) == 0 {
+			c.flush()
+		}
+	}
+
+	// The socket is closed. Discard sends on out so that nobody blocks on
+	// it, until the handler returns (GoWebsocket) or out is closed.
+	if stop == nil && c.stop != nil {
+		return
+	}
+	for out != nil {
+		select {
+		case _, ok := <-out:
+			if !ok {
+				return
+			}
+		case <-stop:
+			return
+		}
+	}
+}
+
+// servePending writes a due pong and carries out a requested close.
+func (c *conn) servePending() {
+	c.mu.Lock()
+	due, n := c.pongDue, c.pongLen
+	var p [ws.MaxControlFramePayloadSize]byte
+	copy(p[:], c.pong[:n])
+	c.pongDue = false
+	term := c.term
+	c.mu.Unlock()
+
+	if due && !c.closeSent.Load() {
+		c.writeFrame(ws.OpPong, p[:n])
+	}
+	if term == nil {
+		return
+	}
+	if !c.closeSent.Load() {
+		code := term.Code
+		reason := term.Reason
+		if term.Remote {
+			reason = "" // echo the code only
+		}
+		c.sendClose(code, []byte(reason))
+	}
+	c.flush()
+	c.closeSocket()
+}
+
+// send writes one message from out.
+func (c *conn) send(m Message) {
+	switch m.Type {
+	case TextMessage:
+		c.writeFrame(ws.OpText, m.Data)
+	case BinaryMessage:
+		c.writeFrame(ws.OpBinary, m.Data)
+	case CloseMessage:
+		if len(m.Data) == 0 {
+			c.sendClose(StatusNoStatusReceived, nil)
+			return
+		}
+		code, reason, ok := parseClose(m.Data)
+		if !ok || len(m.Data) > ws.MaxControlFramePayloadSize {
+			c.invalid(fmt.Errorf("%w: close frame payload %q", ErrInvalidMessage, m.Data))
+			return
+		}
+		c.sendClose(code, []byte(reason))
+	default:
+		c.invalid(fmt.Errorf("%w: message type %v", ErrInvalidMessage, m.Type))
+	}
+}
+
+func (c *conn) invalid(err error) {
+	c.setEnd(&CloseError{Code: StatusInternalError, Reason: "internal error", Err: err})
+	c.sendClose(StatusInternalError, []byte("internal error"))
+}
+
+// sendClose writes a close frame, once. StatusNoStatusReceived sends none.
+func (c *conn) sendClose(code StatusCode, reason []byte) {
+	if c.closeSent.Swap(true) {
+		return
+	}
+	var p [ws.MaxControlFramePayloadSize]byte
+	n := 0
+	if code != StatusNoStatusReceived {
+		p[0], p[1] = byte(code>>8), byte(code)
+		n = 2 + copy(p[2:], reason)
+	}
+	c.writeFrame(ws.OpClose, p[:n])
+	c.flush()
+	// After a failed write the failure is the recorded cause already.
+	c.setEnd(&CloseError{Code: code, Reason: string(reason)})
+}
+
+// writer takes a pooled buffer for a batch of writes and arms the write
+// deadline for it.
+func (c *conn) writer() *bufio.Writer {
+	if c.bw == nil {
+		if c.cfg.writeBufSize == DefaultBufferSize {
+			c.bw = writerPool.Get().(*bufio.Writer)
+			c.bw.Reset(c.nc)
+		} else {
+			c.bw = bufio.NewWriterSize(c.nc, c.cfg.writeBufSize)
+		}
+		if c.cfg.writeTimeout > 0 {
+			c.nc.SetWriteDeadline(time.Now().Add(c.cfg.writeTimeout))
+		}
+	}
+	return c.bw
+}
+
+func (c *conn) releaseWriter() {
+	if c.bw == nil {
+		return
+	}
+	if c.cfg.writeBufSize == DefaultBufferSize {
+		c.bw.Reset(nil)
+		writerPool.Put(c.bw)
+	}
+	c.bw = nil
+}
+
+// writeFrame writes one whole frame into the write buffer.
+func (c *conn) writeFrame(op ws.OpCode, p []byte) {
+	if c.isDead() {
+		return
+	}
+	bw := c.writer()
+	h := ws.Header{Fin: true, OpCode: op, Length: int64(len(p))}
+	if c.server {
+		err := ws.WriteHeaderBuffer(bw, h, c.whdr[:])
+		if err == nil {
+			_, err = bw.Write(p)
+		}
+		c.writeFailed(err)
+		return
+	}
+	// Client frames are masked into the buffer, leaving the caller's
+	// bytes as they were.
+	h.Masked = true
+	mask := rand.Uint32()
+	h.Mask = [4]byte{byte(mask), byte(mask >> 8), byte(mask >> 16), byte(mask >> 24)}
+	err := ws.WriteHeaderBuffer(bw, h, c.whdr[:])
+	for off := 0; err == nil && off < len(p); {
+		if bw.Available() == 0 {
+			if err = bw.Flush(); err != nil {
+				break
+			}
+		}
+		b := bw.AvailableBuffer()
+		b = append(b, p[off:min(len(p), off+cap(b))]...)
+		ws.Cipher(b, h.Mask, off)
+		off += len(b)
+		_, err = bw.Write(b)
+	}
+	c.writeFailed(err)
+}
+
+func (c *conn) flush() {
+	if c.bw == nil {
+		return
+	}
+	err := c.bw.Flush()
+	c.releaseWriter()
+	c.writeFailed(err)
+}
+
+func (c *conn) writeFailed(err error) {
+	if err == nil {
+		return
+	}
+	if c.isDead() {
+		return
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = ErrWriteTimeout
+	}
+	c.drop(&CloseError{Code: StatusAbnormalClosure, Err: err})
+}

@@ -1,0 +1,124 @@
+package wsasync
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"net/url"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// Listener returns a handler that upgrades each request and connects the
+// socket to the caller's channels, with the zero [Upgrader].
+func Listener(in chan<- Message, out <-chan Message, errs chan<- error) http.Handler {
+	var u Upgrader
+	return u.Listener(in, out, errs)
+}
+
+// Listener returns a handler that upgrades the request and connects the
+// socket to the caller's channels, whose capacities it uses as they are. It is
+// the lower level that GoWebsocket is built on: the caller owns the channels
+// and the goroutines that use them. Mount it for one request at a time (for
+// example, make it inside a handler): the channels belong to one connection.
+//
+// The library sends on in and closes it, sends on errs and closes it, and
+// receives from out. errs should have a buffer of at least one, since the
+// library never blocks on it: an error nobody is ready to receive is dropped.
+// If the handshake fails, in and errs are closed, errs having received why.
+//
+// ServeHTTP returns once the connection has ended and out has been closed:
+// after the connection ends, sends on out are discarded until the caller
+// closes it, so that no sender blocks forever. Close out when you are done.
+func (u *Upgrader) Listener(in chan<- Message, out <-chan Message, errs chan<- error) http.Handler {
+	cfg := u.Options.config()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		nc, pending, err := u.upgrade(w, r, &cfg)
+		if err != nil {
+			select {
+			case errs <- err:
+			default:
+			}
+			close(in)
+			close(errs)
+			return
+		}
+		c := newConn(nc, &cfg, true, in, out, errs, nil)
+		c.attachReader(pending)
+		c.run()
+	})
+}
+
+// upgrade checks the request and switches protocols. On success it returns the
+// hijacked connection and any bytes read past the handshake; net/http's
+// buffers are left for the garbage collector.
+func (u *Upgrader) upgrade(w http.ResponseWriter, r *http.Request, cfg *config) (net.Conn, []byte, error) {
+	if !u.originAllowed(r) {
+		err := Refuse(http.StatusForbidden, "origin "+r.Header.Get("Origin")+" not allowed for host "+r.Host)
+		cfg.log.Warn("wsasync: handshake refused", "remote", r.RemoteAddr, "path", r.URL.Path, "err", err)
+		http.Error(w, http.StatusText(http.StatusForbidden), http.StatusForbidden)
+		return nil, nil, err
+	}
+	if u.BeforeUpgrade != nil {
+		if err := u.BeforeUpgrade(r); err != nil {
+			status := http.StatusForbidden
+			var re *RefusedError
+			if errors.As(err, &re) && re.Status >= 400 && re.Status <= 599 {
+				status = re.Status
+			}
+			cfg.log.Warn("wsasync: handshake refused", "remote", r.RemoteAddr, "path", r.URL.Path, "status", status, "err", err)
+			http.Error(w, http.StatusText(status), status)
+			return nil, nil, err
+		}
+	}
+	timeout := u.HandshakeTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	hu := ws.HTTPUpgrader{Timeout: timeout, Header: u.Header}
+	if len(u.Subprotocols) > 0 {
+		hu.Protocol = func(p string) bool { return slices.Contains(u.Subprotocols, p) }
+	}
+	nc, rw, _, err := hu.Upgrade(r, w)
+	if err != nil {
+		if nc != nil {
+			nc.Close()
+		}
+		cfg.log.Debug("wsasync: bad handshake", "remote", r.RemoteAddr, "path", r.URL.Path, "err", err)
+		return nil, nil, err
+	}
+	var pending []byte
+	if rw != nil {
+		pending = buffered(rw.Reader)
+	}
+	return nc, pending, nil
+}
+
+// originAllowed applies the same-host rule and the Origins allow-list.
+func (u *Upgrader) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	o, err := url.Parse(origin)
+	if err != nil || o.Host == "" {
+		return false
+	}
+	if strings.EqualFold(o.Host, r.Host) {
+		return true
+	}
+	host := strings.ToLower(o.Host)
+	for _, pattern := range u.Origins {
+		if pattern == "*" {
+			return true
+		}
+		if ok, _ := path.Match(strings.ToLower(pattern), host); ok {
+			return true
+		}
+	}
+	return false
+}
