@@ -2,7 +2,6 @@ package wsasync
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -32,14 +31,17 @@ type conn struct {
 	// Listener and Dial, whose out is drained until the caller closes it.
 	stop <-chan struct{}
 
-	br   *bufio.Reader
+	rd   socketReader
 	bw   *bufio.Writer // taken from the pool for a batch of writes only
-	src  deadlineReader
+	// batched counts the bytes written in this batch; past maxBatch the
+	// batch is flushed, so that one write deadline covers a bounded amount.
+	batched int
 	whdr [ws.MaxHeaderSize]byte
 	rhdr [ws.MaxHeaderSize]byte
 	ctl  [ws.MaxControlFramePayloadSize]byte // reader's control payloads
 
 	wake       chan struct{} // cap 1: something is pending for the writer
+	closing    chan struct{} // closed once this end has sent its close frame
 	dead       chan struct{} // closed once the socket is closed
 	readDone   chan struct{}
 	writerDone chan struct{}
@@ -55,7 +57,6 @@ type conn struct {
 }
 
 var (
-	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, DefaultBufferSize) }}
 	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, DefaultBufferSize) }}
 )
 
@@ -69,28 +70,19 @@ func newConn(nc net.Conn, cfg *config, server bool, in chan<- Message, out <-cha
 		errs:       errs,
 		stop:       stop,
 		wake:       make(chan struct{}, 1),
+		closing:    make(chan struct{}),
 		dead:       make(chan struct{}),
 		readDone:   make(chan struct{}),
 		writerDone: make(chan struct{}),
 	}
-	c.src = deadlineReader{nc: nc, idle: cfg.idle}
 	return c
 }
 
-// attachReader sets up the read buffer. pending holds bytes the handshake
-// already read past its end (a client may send frames right behind its
-// request); they are read before the socket.
+// attachReader sets up reading. pending holds bytes the handshake already
+// read past its end (a client may send frames right behind its request); they
+// are read before the socket.
 func (c *conn) attachReader(pending []byte) {
-	var src io.Reader = &c.src
-	if len(pending) > 0 {
-		src = io.MultiReader(bytes.NewReader(pending), src)
-	}
-	if c.cfg.readBufSize == DefaultBufferSize {
-		c.br = readerPool.Get().(*bufio.Reader)
-		c.br.Reset(src)
-	} else {
-		c.br = bufio.NewReaderSize(src, c.cfg.readBufSize)
-	}
+	c.rd.init(c.nc, c.cfg.idle, c.cfg.readBufSize, pending)
 }
 
 // buffered returns the bytes a bufio.Reader holds, copied, or nil.
@@ -111,33 +103,16 @@ func (c *conn) run() {
 	c.mu.Lock()
 	end := c.end
 	c.mu.Unlock()
+	if end == nil {
+		end = &CloseError{Code: StatusAbnormalClosure}
+	}
 	select {
 	case c.errs <- end:
 	default:
 	}
 	close(c.errs)
 	<-c.writerDone
-	if c.cfg.readBufSize == DefaultBufferSize {
-		c.br.Reset(nil)
-		readerPool.Put(c.br)
-	}
-	c.br = nil
-}
-
-// deadlineReader refreshes the read deadline before each read from the
-// socket, so a peer that sends nothing (not even a pong) for idle is dropped,
-// while a reader held back by a slow handler has no read in progress and so no
-// deadline running.
-type deadlineReader struct {
-	nc   net.Conn
-	idle time.Duration
-}
-
-func (d *deadlineReader) Read(p []byte) (int, error) {
-	if d.idle > 0 {
-		d.nc.SetReadDeadline(time.Now().Add(d.idle))
-	}
-	return d.nc.Read(p)
+	c.rd.close()
 }
 
 // setEnd records why the connection ended, unless a cause is known already.
@@ -208,7 +183,7 @@ func (c *conn) readLoop() {
 		frag bool
 	)
 	for {
-		h, err := ws.ReadHeaderBuffer(c.br, c.rhdr[:])
+		h, err := ws.ReadHeaderBuffer(&c.rd, c.rhdr[:])
 		if err != nil {
 			c.readFailed(err)
 			return
@@ -223,7 +198,7 @@ func (c *conn) readLoop() {
 		}
 		if h.OpCode.IsControl() {
 			p := c.ctl[:h.Length]
-			if _, err := io.ReadFull(c.br, p); err != nil {
+			if _, err := io.ReadFull(&c.rd, p); err != nil {
 				c.readFailed(err)
 				return
 			}
@@ -267,14 +242,11 @@ func (c *conn) readLoop() {
 			c.terminate(&CloseError{Code: StatusInvalidFramePayloadData, Reason: "invalid UTF-8", Err: ErrInvalidUTF8})
 			return
 		}
-		if c.closeSent.Load() {
-			// This end has said it is done; keep reading only for the
-			// peer's close frame.
-			msg = nil
-			continue
-		}
+		// Once this end has sent its close, what still arrives is
+		// discarded: the reader waits only for the peer's close frame.
 		select {
 		case c.in <- Message{Type: typ, Data: msg}:
+		case <-c.closing:
 		case <-c.dead:
 			return
 		}
@@ -304,7 +276,7 @@ func (c *conn) readPayload(msg []byte, h ws.Header) ([]byte, error) {
 		msg = slices.Grow(msg, n)
 		at := len(msg)
 		msg = msg[:at+n]
-		if _, err := io.ReadFull(c.br, msg[at:]); err != nil {
+		if _, err := io.ReadFull(&c.rd, msg[at:]); err != nil {
 			return msg, err
 		}
 		rest -= int64(n)
@@ -409,7 +381,7 @@ func (c *conn) writeLoop() {
 			closeTimer = time.NewTimer(c.cfg.closeTimeout)
 			closeWait = closeTimer.C
 		}
-		if c.bw != nil && len(out) == 0 {
+		if c.bw != nil && (len(out) == 0 || c.batched >= maxBatch) {
 			c.flush()
 		}
 	}
@@ -492,6 +464,7 @@ func (c *conn) sendClose(code StatusCode, reason []byte) {
 	if c.closeSent.Swap(true) {
 		return
 	}
+	close(c.closing)
 	var p [ws.MaxControlFramePayloadSize]byte
 	n := 0
 	if code != StatusNoStatusReceived {
@@ -503,6 +476,9 @@ func (c *conn) sendClose(code StatusCode, reason []byte) {
 	// After a failed write the failure is the recorded cause already.
 	c.setEnd(&CloseError{Code: code, Reason: string(reason)})
 }
+
+// maxBatch bounds the bytes written under one write deadline.
+const maxBatch = 64 << 10
 
 // writer takes a pooled buffer for a batch of writes and arms the write
 // deadline for it.
@@ -538,6 +514,7 @@ func (c *conn) writeFrame(op ws.OpCode, p []byte) {
 		return
 	}
 	bw := c.writer()
+	c.batched += len(p)
 	h := ws.Header{Fin: true, OpCode: op, Length: int64(len(p))}
 	if c.server {
 		err := ws.WriteHeaderBuffer(bw, h, c.whdr[:])
@@ -573,6 +550,7 @@ func (c *conn) flush() {
 		return
 	}
 	err := c.bw.Flush()
+	c.batched = 0
 	c.releaseWriter()
 	c.writeFailed(err)
 }
