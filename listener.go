@@ -57,7 +57,7 @@ func (u *Upgrader) Listener(in chan<- Message, out <-chan Message, errs chan<- e
 // hijacked connection and any bytes read past the handshake; net/http's
 // buffers are left for the garbage collector.
 func (u *Upgrader) upgrade(w http.ResponseWriter, r *http.Request, cfg *config) (net.Conn, []byte, error) {
-	if !u.originAllowed(r) {
+	if !u.CheckOrigin(r) {
 		err := Refuse(http.StatusForbidden, "origin "+r.Header.Get("Origin")+" not allowed for host "+r.Host)
 		cfg.log.Warn("wsasync: handshake refused", "remote", r.RemoteAddr, "path", r.URL.Path, "err", err)
 		http.Error(w, http.StatusText(http.StatusForbidden), http.StatusForbidden)
@@ -98,8 +98,11 @@ func (u *Upgrader) upgrade(w http.ResponseWriter, r *http.Request, cfg *config) 
 	return nc, pending, nil
 }
 
-// originAllowed applies the same-host rule and the Origins allow-list.
-func (u *Upgrader) originAllowed(r *http.Request) bool {
+// CheckOrigin reports whether r may open a connection: it has no Origin header
+// (it is not from a browser), its Origin names the request's own host, or the
+// Origin's host matches one of u.Origins. Layers with transports of their own
+// (long-polling) apply the same rule with it.
+func (u *Upgrader) CheckOrigin(r *http.Request) bool {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
 		return true

@@ -1,0 +1,119 @@
+package sente
+
+import (
+	"sync"
+	"time"
+)
+
+// outbox holds what waits to go to one client, in order: pushed events,
+// which leave in batches, and replies, which leave as they are. It outlives a
+// connection during the grace period, so that a client that reconnects
+// quickly gets what was pushed meanwhile. A transport takes from it.
+type outbox struct {
+	mu     sync.Mutex
+	items  []outItem
+	first  time.Time // when the oldest event waiting for its batch came
+	flush  bool      // send what waits now
+	limit  int
+	closed bool
+	wake   chan struct{} // the current transport's; cap 1
+}
+
+type outItem struct {
+	data  []byte // a packed event, or a whole frame for a reply
+	frame bool
+}
+
+// put queues it. It reports false when the queue is full (the client is too
+// slow) or closed.
+func (o *outbox) put(it outItem, flush bool) bool {
+	o.mu.Lock()
+	if o.closed || len(o.items) >= o.limit {
+		o.mu.Unlock()
+		return false
+	}
+	if !it.frame && !o.hasEventsLocked() {
+		o.first = time.Now()
+	}
+	o.items = append(o.items, it)
+	o.flush = o.flush || flush || it.frame
+	wake := o.wake
+	o.mu.Unlock()
+	if wake != nil {
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	}
+	return true
+}
+
+func (o *outbox) hasEventsLocked() bool {
+	for _, it := range o.items {
+		if !it.frame {
+			return true
+		}
+	}
+	return false
+}
+
+// setWake makes wake the channel signalled when something is queued, and
+// signals it if something already is.
+func (o *outbox) setWake(wake chan struct{}) {
+	o.mu.Lock()
+	o.wake = wake
+	pending := len(o.items) > 0
+	o.mu.Unlock()
+	if pending && wake != nil {
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// take returns the frames due at now: every item once a flush is asked for or
+// the oldest event's window has passed. Otherwise it returns how long until
+// the window ends (0 when nothing waits).
+func (o *outbox) take(w wire, window time.Duration) (frames [][]byte, wait time.Duration) {
+	o.mu.Lock()
+	if len(o.items) == 0 {
+		o.mu.Unlock()
+		return nil, 0
+	}
+	if !o.flush {
+		if left := window - time.Since(o.first); left > 0 {
+			o.mu.Unlock()
+			return nil, left
+		}
+	}
+	items := o.items
+	o.items = nil
+	o.flush = false
+	o.mu.Unlock()
+
+	var events [][]byte
+	for _, it := range items {
+		if !it.frame {
+			events = append(events, it.data)
+			continue
+		}
+		if len(events) > 0 {
+			frames = append(frames, w.batch(events))
+			events = nil
+		}
+		frames = append(frames, it.data)
+	}
+	if len(events) > 0 {
+		frames = append(frames, w.batch(events))
+	}
+	return frames, 0
+}
+
+// close drops what waits and refuses more.
+func (o *outbox) close() {
+	o.mu.Lock()
+	o.closed = true
+	o.items = nil
+	o.mu.Unlock()
+}

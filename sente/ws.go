@@ -1,0 +1,178 @@
+package sente
+
+import (
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/wsasync/wsasync"
+)
+
+// serveWebSocket runs the WebSocket transport: one goroutine per connection
+// (the core's handler) owns out; it sends the handshake, then takes events
+// from the socket and frames from the client's outbox.
+func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, clientID, uid string) {
+	s.up.GoWebsocket(func(in <-chan wsasync.Message, out chan<- wsasync.Message, errs <-chan error) {
+		l := s.attach(clientID, uid, r)
+		defer s.detach(l)
+		s.runWebSocket(l, uid, clientID, r, in, out)
+	}).ServeHTTP(w, r)
+}
+
+func (s *Server) runWebSocket(l *link, uid, clientID string, r *http.Request, in <-chan wsasync.Message, out chan<- wsasync.Message) {
+	msg := func(frame []byte) wsasync.Message {
+		if s.w.p.Binary() {
+			return wsasync.Binary(frame)
+		}
+		return wsasync.Message{Type: wsasync.TextMessage, Data: frame}
+	}
+	var data any
+	if s.opts.HandshakeData != nil {
+		data = s.opts.HandshakeData(r)
+	}
+	hs, err := s.handshake(uid, data)
+	if err != nil {
+		s.log.Error("sente: packing handshake", "err", err)
+		out <- wsasync.Closed(wsasync.StatusInternalError, "handshake")
+		return
+	}
+	out <- msg(hs)
+
+	var (
+		timer  *time.Timer
+		timerC <-chan time.Time
+	)
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	closing := false
+	for {
+		select {
+		case m, ok := <-in:
+			if !ok {
+				return
+			}
+			s.receive(l, uid, clientID, r, m)
+			continue
+		case m := <-l.kick:
+			if !closing {
+				closing = true
+				out <- m
+			}
+			continue
+		case <-l.wake:
+		case <-timerC:
+			timerC = nil
+		}
+		if closing {
+			continue
+		}
+		frames, wait := l.c.box.take(s.w, s.window)
+		for _, f := range frames {
+			select {
+			case out <- msg(f):
+			case m := <-l.kick:
+				closing = true
+				out <- m
+			}
+			if closing {
+				break
+			}
+		}
+		if wait > 0 && timerC == nil {
+			if timer == nil {
+				timer = time.NewTimer(wait)
+			} else {
+				timer.Reset(wait)
+			}
+			timerC = timer.C
+		}
+	}
+}
+
+// handshake packs the first frame: [["chsk/handshake", [uid, null, data]], null].
+func (s *Server) handshake(uid string, data any) ([]byte, error) {
+	pd, err := s.w.value(data)
+	if err != nil {
+		return nil, err
+	}
+	if data == nil {
+		pd = s.w.null
+	}
+	puid, err := s.w.p.Marshal(uid)
+	if err != nil {
+		return nil, err
+	}
+	args := s.w.p.AppendArray(nil, puid, s.w.null, pd)
+	pid, err := s.w.p.Marshal(EventHandshake)
+	if err != nil {
+		return nil, err
+	}
+	return s.w.frame(s.w.p.AppendArray(nil, pid, args), ""), nil
+}
+
+// receive turns one frame from a client into an event for the application.
+func (s *Server) receive(l *link, uid, clientID string, r *http.Request, m wsasync.Message) {
+	payload, cb, err := s.w.unframe(m.Data)
+	if err != nil {
+		s.bad(EventBadPackage, uid, clientID, r, m.Data, err)
+		return
+	}
+	id, data, err := s.w.unevent(payload)
+	if err != nil {
+		s.bad(EventBadEvent, uid, clientID, r, payload, err)
+		return
+	}
+	switch id {
+	case EventPing:
+		if cb != "" {
+			s.reply(l.c, cb, replyPong)
+		}
+		return
+	case EventPong:
+		return
+	}
+	if err := checkAppEventID(id); err != nil {
+		s.bad(EventBadEvent, uid, clientID, r, payload, err)
+		return
+	}
+	ev := &Event{ID: id, Data: data, UserID: uid, ClientID: clientID, Request: r}
+	if cb != "" {
+		var once atomic.Bool
+		c := l.c
+		ev.reply = func(v any) error {
+			if once.Swap(true) {
+				return ErrReplied
+			}
+			return s.reply(c, cb, v)
+		}
+	}
+	s.emit(ev)
+}
+
+// reply queues [v, cb] for the client, after what waits for it already.
+func (s *Server) reply(c *client, cb string, v any) error {
+	pv, err := s.w.value(v)
+	if err != nil {
+		return err
+	}
+	if v == nil {
+		pv = s.w.null
+	}
+	if !c.box.put(outItem{data: s.w.frame(pv, cb), frame: true}, true) {
+		return ErrGone
+	}
+	return nil
+}
+
+// bad reports a frame that could not be read as an event.
+func (s *Server) bad(id, uid, clientID string, r *http.Request, raw []byte, err error) {
+	s.log.Warn("sente: "+id, "uid", uid, "client", clientID, "err", err, "len", len(raw))
+	data, perr := s.w.p.Marshal(string(raw))
+	if perr != nil {
+		data = nil
+	}
+	s.emit(&Event{ID: id, Data: data, UserID: uid, ClientID: clientID, Request: r})
+}
