@@ -56,6 +56,16 @@ type Options struct {
 	// disconnected, so that a reload or a quick reconnect is not a
 	// disconnect. Zero means 2.5 s.
 	CloseGrace time.Duration
+	// AjaxSendWindow is SendWindow for Ajax clients, whose every batch
+	// costs a request. Zero means 100 ms.
+	AjaxSendWindow time.Duration
+	// AjaxCloseGrace is CloseGrace for Ajax clients, which are gone
+	// between two polls. Zero means 5 s.
+	AjaxCloseGrace time.Duration
+	// PollTimeout is how long an Ajax long-poll is held before it is
+	// answered with "chsk/timeout", and how long a POST waits for its
+	// reply. Keep it under the idle timeout of proxies. Zero means 20 s.
+	PollTimeout time.Duration
 	// SendQueue bounds what may wait for one client (events and replies).
 	// A client that falls that far behind is disconnected with 1008, and
 	// the others are unaffected. Zero means 1024.
@@ -102,6 +112,10 @@ type Server struct {
 	window time.Duration
 	grace  time.Duration
 
+	ajaxWindow  time.Duration
+	ajaxGrace   time.Duration
+	pollTimeout time.Duration
+
 	mu       sync.Mutex
 	clients  map[string]*client            // by client id
 	users    map[string]map[string]*client // uid → client id → client
@@ -126,7 +140,8 @@ type link struct {
 	c    *client
 	gen  uint64
 	req  *http.Request
-	wake chan struct{}       // the outbox has something
+	ajax bool                 // a long-poll rather than a WebSocket
+	wake chan struct{}        // the outbox has something
 	kick chan wsasync.Message // a Closed to send, then stop (cap 1)
 }
 
@@ -148,6 +163,9 @@ func NewServer(opts Options) *Server {
 	if s.grace <= 0 {
 		s.grace = 2500 * time.Millisecond
 	}
+	s.ajaxWindow = orDefault(opts.AjaxSendWindow, 100*time.Millisecond)
+	s.ajaxGrace = orDefault(opts.AjaxCloseGrace, 5*time.Second)
+	s.pollTimeout = orDefault(opts.PollTimeout, 20*time.Second)
 	if s.opts.SendQueue <= 0 {
 		s.opts.SendQueue = 1024
 	}
@@ -174,6 +192,13 @@ func NewServer(opts Options) *Server {
 		s.log.Error("sente: broker subscription failed", "err", err)
 	}
 	return s
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
 }
 
 func subprotocol(p Packer) string { return "sente.v1." + p.Name() }
@@ -211,11 +236,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.opts.UserID != nil {
 		uid = s.opts.UserID(r, clientID)
 	}
-	if !isWebSocket(r) {
-		s.refuse(w, r, http.StatusBadRequest, errors.New("not a WebSocket handshake"))
+	if isWebSocket(r) {
+		s.serveWebSocket(w, r, clientID, uid)
 		return
 	}
-	s.serveWebSocket(w, r, clientID, uid)
+	s.serveAjax(w, r, clientID, uid)
 }
 
 func isWebSocket(r *http.Request) bool {
@@ -282,8 +307,8 @@ func csrfToken(r *http.Request) string {
 
 // attach makes l the live connection of its client id, replacing an older
 // one, and reports the client's arrival.
-func (s *Server) attach(clientID, uid string, req *http.Request) *link {
-	l := &link{req: req, wake: make(chan struct{}, 1), kick: make(chan wsasync.Message, 1)}
+func (s *Server) attach(clientID, uid string, req *http.Request, ajax bool) *link {
+	l := &link{req: req, ajax: ajax, wake: make(chan struct{}, 1), kick: make(chan wsasync.Message, 1)}
 	var (
 		gone     *client // an entry of the same client id under another user
 		replaced *link
@@ -321,7 +346,12 @@ func (s *Server) attach(clientID, uid string, req *http.Request) *link {
 	s.mu.Unlock()
 
 	c.box.setWake(l.wake)
-	if replaced != nil {
+	switch {
+	case replaced == nil:
+	case replaced.ajax:
+		// A poll superseded by the client's next request ends quietly.
+		replaced.close(wsasync.Message{})
+	default:
 		replaced.close(wsasync.Closed(CodeReplaced, "replaced by a newer connection"))
 	}
 	if gone != nil {
@@ -347,8 +377,12 @@ func (s *Server) detach(l *link) {
 		return // Shutdown removes every client
 	}
 	gen := c.gen
+	grace := s.grace
+	if l.ajax {
+		grace = s.ajaxGrace
+	}
 	s.timers.Add(1)
-	c.grace = time.AfterFunc(s.grace, func() {
+	c.grace = time.AfterFunc(grace, func() {
 		defer s.timers.Done()
 		s.expire(c, gen)
 	})

@@ -13,7 +13,7 @@ import (
 // from the socket and frames from the client's outbox.
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, clientID, uid string) {
 	s.up.GoWebsocket(func(in <-chan wsasync.Message, out chan<- wsasync.Message, errs <-chan error) {
-		l := s.attach(clientID, uid, r)
+		l := s.attach(clientID, uid, r, false)
 		defer s.detach(l)
 		s.runWebSocket(l, uid, clientID, r, in, out)
 	}).ServeHTTP(w, r)
@@ -54,7 +54,10 @@ func (s *Server) runWebSocket(l *link, uid, clientID string, r *http.Request, in
 			if !ok {
 				return
 			}
-			s.receive(l, uid, clientID, r, m)
+			c := l.c
+			if ev := s.parse(m.Data, uid, clientID, r, func(cb string, v any) error { return s.reply(c, cb, v) }); ev != nil {
+				s.emit(ev)
+			}
 			continue
 		case m := <-l.kick:
 			if !closing {
@@ -113,43 +116,45 @@ func (s *Server) handshake(uid string, data any) ([]byte, error) {
 	return s.w.frame(s.w.p.AppendArray(nil, pid, args), ""), nil
 }
 
-// receive turns one frame from a client into an event for the application.
-func (s *Server) receive(l *link, uid, clientID string, r *http.Request, m wsasync.Message) {
-	payload, cb, err := s.w.unframe(m.Data)
+// parse turns one frame from a client into an event for the application,
+// with reply sending the answer when the client asked for one. It returns nil
+// for frames the protocol consumes itself (pings, and bad packages and events,
+// which it reports).
+func (s *Server) parse(frame []byte, uid, clientID string, r *http.Request, reply func(cb string, v any) error) *Event {
+	payload, cb, err := s.w.unframe(frame)
 	if err != nil {
-		s.bad(EventBadPackage, uid, clientID, r, m.Data, err)
-		return
+		s.bad(EventBadPackage, uid, clientID, r, frame, err)
+		return nil
 	}
 	id, data, err := s.w.unevent(payload)
 	if err != nil {
 		s.bad(EventBadEvent, uid, clientID, r, payload, err)
-		return
+		return nil
 	}
 	switch id {
 	case EventPing:
 		if cb != "" {
-			s.reply(l.c, cb, replyPong)
+			reply(cb, replyPong)
 		}
-		return
+		return nil
 	case EventPong:
-		return
+		return nil
 	}
 	if err := checkAppEventID(id); err != nil {
 		s.bad(EventBadEvent, uid, clientID, r, payload, err)
-		return
+		return nil
 	}
 	ev := &Event{ID: id, Data: data, UserID: uid, ClientID: clientID, Request: r}
 	if cb != "" {
 		var once atomic.Bool
-		c := l.c
 		ev.reply = func(v any) error {
 			if once.Swap(true) {
 				return ErrReplied
 			}
-			return s.reply(c, cb, v)
+			return reply(cb, v)
 		}
 	}
-	s.emit(ev)
+	return ev
 }
 
 // reply queues [v, cb] for the client, after what waits for it already.
