@@ -210,8 +210,12 @@ func (s *Server) Events() <-chan *Event { return s.events }
 
 var clientIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
-// ServeHTTP serves the channel-socket path.
+// ServeHTTP serves the channel-socket path, and the browser client at
+// <path>/client.js (mount the server on both "/chsk" and "/chsk/" for that).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if serveScript(w, r) {
+		return
+	}
 	clientID := r.URL.Query().Get("client-id")
 	if !clientIDPattern.MatchString(clientID) {
 		s.refuse(w, r, http.StatusBadRequest, errors.New("missing or malformed client-id"))
