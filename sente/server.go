@@ -241,10 +241,27 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		uid = s.opts.UserID(r, clientID)
 	}
 	if isWebSocket(r) {
+		if _, ok := s.w.p.(JSON); !ok && !offers(r, subprotocol(s.w.p)) {
+			// Only JSON is spoken to a client that names no packer.
+			s.refuse(w, r, http.StatusBadRequest, fmt.Errorf("client does not offer subprotocol %s", subprotocol(s.w.p)))
+			return
+		}
 		s.serveWebSocket(w, r, clientID, uid)
 		return
 	}
 	s.serveAjax(w, r, clientID, uid)
+}
+
+// offers reports whether the handshake offers subprotocol p.
+func offers(r *http.Request, p string) bool {
+	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
+		for _, o := range strings.Split(v, ",") {
+			if strings.TrimSpace(o) == p {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func isWebSocket(r *http.Request) bool {

@@ -152,4 +152,9 @@ func (w wire) unevent(payload []byte) (id string, data Raw, err error) {
 	return id, data, nil
 }
 
-func (w wire) isNull(b []byte) bool { return bytes.Equal(bytes.TrimSpace(b), w.null) }
+func (w wire) isNull(b []byte) bool {
+	if !w.p.Binary() {
+		b = bytes.TrimSpace(b)
+	}
+	return bytes.Equal(b, w.null)
+}

@@ -175,7 +175,11 @@ func (s *Server) reply(c *client, cb string, v any) error {
 // bad reports a frame that could not be read as an event.
 func (s *Server) bad(id, uid, clientID string, r *http.Request, raw []byte, err error) {
 	s.log.Warn("sente: "+id, "uid", uid, "client", clientID, "err", err, "len", len(raw))
-	data, perr := s.w.p.Marshal(string(raw))
+	var v any = string(raw)
+	if s.w.p.Binary() {
+		v = raw
+	}
+	data, perr := s.w.p.Marshal(v)
 	if perr != nil {
 		data = nil
 	}
