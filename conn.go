@@ -31,14 +31,14 @@ type conn struct {
 	// Listener and Dial, whose out is drained until the caller closes it.
 	stop <-chan struct{}
 
-	rd   socketReader
-	bw   *bufio.Writer // taken from the pool for a batch of writes only
+	rd socketReader
+	bw *bufio.Writer // taken from the pool for a batch of writes only
 	// batched counts the bytes written in this batch; past maxBatch the
 	// batch is flushed, so that one write deadline covers a bounded amount.
 	batched int
-	whdr [ws.MaxHeaderSize]byte
-	rhdr [ws.MaxHeaderSize]byte
-	ctl  [ws.MaxControlFramePayloadSize]byte // reader's control payloads
+	whdr    [ws.MaxHeaderSize]byte
+	rhdr    [ws.MaxHeaderSize]byte
+	ctl     [ws.MaxControlFramePayloadSize]byte // reader's control payloads
 
 	wake       chan struct{} // cap 1: something is pending for the writer
 	closing    chan struct{} // closed once this end has sent its close frame
@@ -215,6 +215,15 @@ func (c *conn) readLoop() {
 					c.terminate(&CloseError{Code: code, Reason: "invalid UTF-8 in close reason", Err: ErrInvalidUTF8})
 				case !ok:
 					c.protocolError(errors.New("malformed close frame"))
+				case c.closeSent.Load():
+					// The peer's answer to this end's close: the end is
+					// this end's close, recorded by the writer.
+					c.mu.Lock()
+					if c.term == nil {
+						c.term = &CloseError{Code: code, Reason: reason, Remote: true}
+					}
+					c.mu.Unlock()
+					c.notify()
 				default:
 					c.terminate(&CloseError{Code: code, Reason: reason, Remote: true})
 				}
@@ -346,7 +355,7 @@ func (c *conn) writeLoop() {
 			switch {
 			case !ok:
 				out = nil
-				c.sendClose(StatusNormalClosure, nil)
+				c.closeNormally()
 			case c.closeSent.Load():
 				// Discarded: the connection is closing.
 			default:
@@ -369,7 +378,7 @@ func (c *conn) writeLoop() {
 				}
 				c.send(m)
 			}
-			c.sendClose(StatusNormalClosure, nil)
+			c.closeNormally()
 		case <-readDone:
 			c.servePending()
 			c.closeSocket()
@@ -401,6 +410,20 @@ func (c *conn) writeLoop() {
 			return
 		}
 	}
+}
+
+// closeNormally closes with 1000 for the handler (out closed, or the handler
+// returned), unless the reader already asked for a close: the handler may be
+// reacting to in closed because of it, and that close must win.
+func (c *conn) closeNormally() {
+	c.mu.Lock()
+	term := c.term
+	c.mu.Unlock()
+	if term != nil {
+		c.servePending()
+		return
+	}
+	c.sendClose(StatusNormalClosure, nil)
 }
 
 // servePending writes a due pong and carries out a requested close.

@@ -45,6 +45,12 @@ func (u *Upgrader) Listener(in chan<- Message, out <-chan Message, errs chan<- e
 			}
 			close(in)
 			close(errs)
+			// As after a connection, sends on out are discarded until
+			// the caller closes it.
+			go func() {
+				for range out {
+				}
+			}()
 			return
 		}
 		c := newConn(nc, &cfg, true, in, out, errs, nil)
@@ -80,8 +86,8 @@ func (u *Upgrader) upgrade(w http.ResponseWriter, r *http.Request, cfg *config) 
 		timeout = 10 * time.Second
 	}
 	hu := ws.HTTPUpgrader{Timeout: timeout, Header: u.Header}
-	if len(u.Subprotocols) > 0 {
-		hu.Protocol = func(p string) bool { return slices.Contains(u.Subprotocols, p) }
+	if chosen := u.subprotocol(r); chosen != "" {
+		hu.Protocol = func(p string) bool { return p == chosen }
 	}
 	nc, rw, _, err := hu.Upgrade(r, w)
 	if err != nil {
@@ -98,13 +104,33 @@ func (u *Upgrader) upgrade(w http.ResponseWriter, r *http.Request, cfg *config) 
 	return nc, pending, nil
 }
 
+// subprotocol picks the first of u.Subprotocols that the client offers: the
+// server's preference wins, as with gorilla/websocket.
+func (u *Upgrader) subprotocol(r *http.Request) string {
+	if len(u.Subprotocols) == 0 {
+		return ""
+	}
+	var offered []string
+	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
+		for _, p := range strings.Split(v, ",") {
+			offered = append(offered, strings.TrimSpace(p))
+		}
+	}
+	for _, p := range u.Subprotocols {
+		if slices.Contains(offered, p) {
+			return p
+		}
+	}
+	return ""
+}
+
 // CheckOrigin reports whether r may open a connection: it has no Origin header
 // (it is not from a browser), its Origin names the request's own host, or the
 // Origin's host matches one of u.Origins. Layers with transports of their own
 // (long-polling) apply the same rule with it.
 func (u *Upgrader) CheckOrigin(r *http.Request) bool {
 	origin := r.Header.Get("Origin")
-	if origin == "" {
+	if origin == "" || slices.Contains(u.Origins, "*") {
 		return true
 	}
 	o, err := url.Parse(origin)

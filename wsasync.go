@@ -171,7 +171,7 @@ type Upgrader struct {
 	// allows every origin.
 	Origins []string
 	// Subprotocols lists the subprotocols the server speaks, in order of
-	// preference; the first one the client offers is chosen.
+	// preference: the first of them that the client offers is chosen.
 	Subprotocols []string
 	// Header is added to the handshake response.
 	Header http.Header
