@@ -184,6 +184,7 @@ export class Client {
     this._cycle++;
     clearTimeout(this._retry);
     clearInterval(this._kalive);
+    this._kalive = null;
     if (this._ws) {
       try {
         this._ws.close(1000);
@@ -223,6 +224,7 @@ export class Client {
   _stop(code, reason) {
     this._cycle++;
     clearInterval(this._kalive);
+    this._kalive = null;
     this._setState({ stopped: true });
     this._closed({ code, reason });
   }
@@ -278,7 +280,9 @@ export class Client {
       this._stop(code, reason);
       return;
     }
-    const cycle = this._cycle;
+    // A new cycle: the transport that carried the close is done (an Ajax
+    // poll loop must not poll on beside the retry).
+    const cycle = ++this._cycle;
     this._closed({ code, reason });
     this._scheduleRetry(cycle);
   }

@@ -336,6 +336,15 @@ func (s *Server) attach(clientID, uid string, req *http.Request, ajax bool) *lin
 		fresh    bool
 	)
 	s.mu.Lock()
+	if s.closing {
+		// Let in just before Shutdown began, attached after it took its
+		// snapshot: close it like the others, without registering it.
+		s.mu.Unlock()
+		l.c = &client{id: clientID, uid: uid, box: &outbox{limit: s.opts.SendQueue, closed: true}}
+		l.c.current = l
+		l.kick <- wsasync.Closed(CodeRestart, "server shutting down")
+		return l
+	}
 	c := s.clients[clientID]
 	if c != nil && c.uid != uid {
 		// The same browser under another user (a login): the old
@@ -394,8 +403,8 @@ func (s *Server) detach(l *link) {
 		return // replaced, or removed
 	}
 	c.current = nil
-	if s.closing {
-		return // Shutdown removes every client
+	if s.closing || s.clients[c.id] != c {
+		return // Shutdown removes every client; a removed one has departed
 	}
 	gen := c.gen
 	grace := s.grace
@@ -423,6 +432,10 @@ func (s *Server) expire(c *client, gen uint64) {
 }
 
 func (s *Server) removeLocked(c *client) {
+	if c.grace != nil && c.grace.Stop() {
+		s.timers.Done()
+	}
+	c.grace = nil
 	delete(s.clients, c.id)
 	if set := s.users[c.uid]; set != nil {
 		delete(set, c.id)
@@ -536,20 +549,25 @@ func (s *Server) deliver(p Push) {
 func (s *Server) tooSlow(c *client) {
 	s.mu.Lock()
 	l := c.current
-	if s.clients[c.id] == c {
+	removed := s.clients[c.id] == c && !s.closing
+	if removed {
 		s.removeLocked(c)
-	} else {
-		c = nil // removed already
+		s.timers.Add(1) // the departure below, which Shutdown waits for
 	}
 	s.mu.Unlock()
-	if c == nil {
+	if !removed {
 		return
 	}
 	s.log.Warn("sente: client too slow, disconnected", "uid", c.uid, "client", c.id, "queue", s.opts.SendQueue)
 	if l != nil {
 		l.close(wsasync.Closed(CodeTooSlow, "send queue overflow"))
 	}
-	s.departed(c)
+	// Not in the pusher's goroutine: departed waits for room in Events,
+	// which the application's loop, perhaps the caller, makes.
+	go func() {
+		defer s.timers.Done()
+		s.departed(c)
+	}()
 }
 
 // Kick closes every connection of user uid with CodeKicked, which tells
@@ -610,9 +628,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, c := range s.clients {
 		if c.current != nil {
 			links = append(links, c.current)
-		}
-		if c.grace != nil && c.grace.Stop() {
-			s.timers.Done()
 		}
 		clients = append(clients, c)
 	}
