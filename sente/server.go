@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wsasync/wsasync"
+	"github.com/wsasync/wsasync/pipe"
 )
 
 // Options configure a [Server]. The zero value means the defaults.
@@ -471,10 +472,7 @@ func (s *Server) departed(c *client) {
 // emit hands an event to the application, waiting for room, until Shutdown.
 func (s *Server) emit(ev *Event) {
 	ev.packer = s.w.p
-	select {
-	case s.events <- ev:
-	case <-s.ctx.Done():
-	}
+	_ = pipe.Send(s.ctx, s.events, ev) // fails only once Shutdown began
 }
 
 // close asks the connection to close with the Closed message m.
