@@ -36,6 +36,10 @@ type Conn struct {
 	Errs <-chan error
 	// Subprotocol is the subprotocol the server chose, if any.
 	Subprotocol string
+	// Done is closed once the connection has ended and every goroutine it
+	// started has exited (after Out is closed, since sends on Out are
+	// drained until then).
+	Done <-chan struct{}
 }
 
 // Dial connects to a ws:// or wss:// URL with the zero [Dialer].
@@ -70,6 +74,10 @@ func (d *Dialer) Dial(ctx context.Context, url string) (*Conn, error) {
 	errs := make(chan error, 1)
 	c := newConn(nc, &cfg, false, in, out, errs, nil)
 	c.attachReader(pending)
-	go c.run()
-	return &Conn{In: in, Out: out, Errs: errs, Subprotocol: hs.Protocol}, nil
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.run()
+	}()
+	return &Conn{In: in, Out: out, Errs: errs, Subprotocol: hs.Protocol, Done: done}, nil
 }

@@ -32,10 +32,14 @@ function randomId(n = 22) {
 }
 
 // The client id lives in sessionStorage: a reload keeps it (the server's grace
-// period then hides the reload), another tab gets its own.
+// period then hides the reload), another tab gets its own. Only a reload reuses
+// it: a tab opened with window.open or duplicated starts with a copy of the
+// opener's sessionStorage, and the same id would replace the opener's
+// connection (4002, which does not reconnect).
 function tabClientId() {
   try {
-    let id = sessionStorage.getItem("sente-client-id");
+    const nav = performance.getEntriesByType?.("navigation")?.[0];
+    let id = nav?.type === "reload" ? sessionStorage.getItem("sente-client-id") : null;
     if (!id) {
       id = randomId();
       sessionStorage.setItem("sente-client-id", id);
