@@ -113,9 +113,7 @@ func (s *Server) servePoll(w http.ResponseWriter, r *http.Request, clientID, uid
 			// (a reply queued for a WebSocket connection of this client)
 			// waits for the next poll.
 			s.writeFrame(w, frames[0])
-			for _, f := range frames[1:] {
-				l.c.box.put(outItem{data: f, frame: true}, true)
-			}
+			l.c.box.requeue(frames[1:])
 			return
 		}
 		if wait > 0 && windowC == nil {

@@ -241,7 +241,7 @@ export class Client {
       console.warn("sente: bad frame", frame);
       return;
     }
-    if (cb != null && transport === "ws") {
+    if (cb != null) {
       const p = this._pending.get(cb);
       if (!p) {
         console.warn("sente: reply for no pending request", cb);

@@ -110,6 +110,24 @@ func (o *outbox) take(w wire, window time.Duration) (frames [][]byte, wait time.
 	return frames, 0
 }
 
+// requeue puts frames taken but not sent back at the head of the queue,
+// whatever the limit: they were queued once already.
+func (o *outbox) requeue(frames [][]byte) {
+	if len(frames) == 0 {
+		return
+	}
+	items := make([]outItem, 0, len(frames)+len(o.items))
+	for _, f := range frames {
+		items = append(items, outItem{data: f, frame: true})
+	}
+	o.mu.Lock()
+	if !o.closed {
+		o.items = append(items, o.items...)
+		o.flush = true
+	}
+	o.mu.Unlock()
+}
+
 // close drops what waits and refuses more.
 func (o *outbox) close() {
 	o.mu.Lock()
