@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/wsasync/wsasync"
@@ -146,16 +147,29 @@ func (s *Server) servePost(w http.ResponseWriter, r *http.Request, clientID, uid
 	if limit == 0 {
 		limit = wsasync.DefaultReadLimit
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max(limit, 0)))
+	var src io.Reader = r.Body
+	if limit > 0 { // negative: no limit
+		src = http.MaxBytesReader(w, r.Body, limit)
+	}
+	body, err := io.ReadAll(src)
 	if err != nil {
 		s.refuse(w, r, http.StatusRequestEntityTooLarge, err)
 		return
 	}
 	replies := make(chan []byte, 1)
+	var (
+		mu       sync.Mutex
+		answered bool
+	)
 	ev := s.parse(body, uid, clientID, r, func(cb string, v any) error {
 		pv, err := s.w.value(v)
 		if err != nil {
 			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if answered {
+			return ErrGone
 		}
 		select {
 		case replies <- s.w.frame(pv, cb):
@@ -165,8 +179,14 @@ func (s *Server) servePost(w http.ResponseWriter, r *http.Request, clientID, uid
 		}
 	})
 	if ev == nil {
-		// A bad package or event, or a protocol event: acknowledged.
-		s.writeFrame(w, s.marker(replyAck))
+		// A bad package or event, or a protocol event: acknowledged, or
+		// answered (chsk/ws-ping's "pong").
+		select {
+		case f := <-replies:
+			s.writeFrame(w, f)
+		default:
+			s.writeFrame(w, s.marker(replyAck))
+		}
 		return
 	}
 	if !ev.WantsReply() {
@@ -177,6 +197,11 @@ func (s *Server) servePost(w http.ResponseWriter, r *http.Request, clientID, uid
 	s.emit(ev)
 	t := time.NewTimer(s.pollTimeout)
 	defer t.Stop()
+	defer func() { // a later Reply reaches nobody: it says so
+		mu.Lock()
+		answered = true
+		mu.Unlock()
+	}()
 	select {
 	case f := <-replies:
 		s.writeFrame(w, f)

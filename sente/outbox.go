@@ -116,11 +116,11 @@ func (o *outbox) requeue(frames [][]byte) {
 	if len(frames) == 0 {
 		return
 	}
+	o.mu.Lock()
 	items := make([]outItem, 0, len(frames)+len(o.items))
 	for _, f := range frames {
 		items = append(items, outItem{data: f, frame: true})
 	}
-	o.mu.Lock()
 	if !o.closed {
 		o.items = append(items, o.items...)
 		o.flush = true

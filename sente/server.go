@@ -134,6 +134,9 @@ type client struct {
 	current *link       // the live connection, nil while gone
 	gen     uint64      // bumped on each attach; a grace timer acts only on its own
 	grace   *time.Timer // running while gone
+	// kicked is a close made while no connection was live (an Ajax client
+	// between two polls); the next one is closed with it.
+	kicked *wsasync.Message
 }
 
 // link is one connection of a client, on any transport.
@@ -374,6 +377,10 @@ func (s *Server) attach(clientID, uid string, req *http.Request, ajax bool) *lin
 	c.gen++
 	l.c, l.gen = c, c.gen
 	c.current = l
+	if c.kicked != nil {
+		l.kick <- *c.kicked
+		c.kicked = nil
+	}
 	s.mu.Unlock()
 
 	c.box.setWake(l.wake)
@@ -571,29 +578,36 @@ func (s *Server) tooSlow(c *client) {
 // Kick closes every connection of user uid with CodeKicked, which tells
 // clients not to reconnect.
 func (s *Server) Kick(uid, reason string) {
+	m := wsasync.Closed(CodeKicked, reason)
 	s.mu.Lock()
 	var links []*link
 	for _, c := range s.users[uid] {
 		if c.current != nil {
 			links = append(links, c.current)
+		} else {
+			c.kicked = &m
 		}
 	}
 	s.mu.Unlock()
 	for _, l := range links {
-		l.close(wsasync.Closed(CodeKicked, reason))
+		l.close(m)
 	}
 }
 
 // KickClient closes the connection of one client id with CodeKicked.
 func (s *Server) KickClient(clientID, reason string) {
+	m := wsasync.Closed(CodeKicked, reason)
 	s.mu.Lock()
 	var l *link
 	if c := s.clients[clientID]; c != nil {
 		l = c.current
+		if l == nil {
+			c.kicked = &m
+		}
 	}
 	s.mu.Unlock()
 	if l != nil {
-		l.close(wsasync.Closed(CodeKicked, reason))
+		l.close(m)
 	}
 }
 
