@@ -116,8 +116,15 @@ type Call struct {
 	peer    *Peer
 	link    *link
 	rid     string
+	key     string // of a sub or unsub
+	sub     bool
 	replied atomic.Bool
 }
+
+// IsSubscription reports whether the call is a peer subscribing to ID (see
+// [Endpoint.Publish]) rather than an event. An interceptor that answers in
+// the handler's place refuses the subscription.
+func (c *Call) IsSubscription() bool { return c.sub }
 
 // Peer returns the peer that made the call.
 func (c *Call) Peer() *Peer { return c.peer }

@@ -63,11 +63,62 @@
 // be verified before it is trusted (a signed token, checked on every call),
 // never taken as a fact (a user id, a role).
 //
+// # Remote values
+//
+// A [Value] is an observable value: Get, Set, Update, and Watch (a channel
+// that delivers the current value, then every change, latest wins). An
+// endpoint publishes a [Source] such as a Value under a subscription id
+// ([Endpoint.Publish], exported like an event id), and a peer subscribes
+// to it with [Subscribe], which returns a [Remote]: a local copy that starts
+// from a default and follows the publisher.
+//
+//	// The publisher.
+//	counter := via.NewValue(0)
+//	server := via.New(via.Options{Exports: []string{"counter", "counter/"}})
+//	server.Publish("counter", via.Shared(counter))
+//	server.Handle("counter/incr", func(ctx context.Context, c *via.Call) error {
+//		return c.Reply(200, counter.Update(func(n int) int { return n + 1 }))
+//	})
+//
+//	// A subscriber.
+//	n, err := via.Subscribe(ctx, client.Peer(id), "counter", nil, -1)
+//	for v := range n.Watch(ctx) {
+//		fmt.Println("counter is", v)
+//	}
+//
+// The first push is the whole value; later ones are JSON merge patches
+// (RFC 7386) when both values are objects, whole values otherwise. Pushes
+// carry sequence numbers, and a gap is never applied: the subscriber
+// resynchronises. A slow subscriber skips to the latest value: the
+// publisher coalesces changes while the connection is backed up, and Watch
+// channels are latest-wins, so nothing queues up. A subscription ends when
+// its context ends, [Remote.Close] is called or the peer goes away, and the
+// publisher is told; it survives reconnects, being sent again after
+// OnReconnect has run. Subscriptions go through the interceptors like calls
+// ([Call.IsSubscription]).
+//
+// # Browser client
+//
+// The endpoint serves a browser client, via.js, a dependency-free ES module
+// (with TypeScript declarations, via.d.ts), to a GET of <route>/via.js: mount
+// the endpoint on both "/via" and "/via/". The browser is always the
+// originator: it reconnects with the same backoff and resubscribes.
+//
+//	import { Via } from "/via/via.js";
+//	const via = new Via("/via");
+//	const sum = await via.invoke("math/add", [2, 3]); // rejects with a ViaError: status, "timeout", "closed"
+//	const sub = via.subscribe("counter", null, (n) => render(n));
+//	sub.unsubscribe();
+//
+// examples/via is a page where every tab follows a shared board, with a Go
+// peer (go run ./examples/via -peer ws://localhost:8091/via) on the same
+// board: a starting point to copy.
+//
 // # Events
 //
 // Lifecycle and diagnostic [Event]s (connected, disconnected, removed,
 // heartbeat failed, unknown event, unhandled reply, session changed, bad
-// message) go to listeners ([Endpoint.Listen]), called synchronously, and
+// message, and the outcomes of subscriptions) go to listeners ([Endpoint.Listen]), called synchronously, and
 // to a stream ([Endpoint.Events]) with a sliding buffer that never makes the
 // endpoint wait: when nobody reads it, the oldest events are dropped.
 //

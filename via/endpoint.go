@@ -70,8 +70,10 @@ type Options struct {
 	// (not its first connection), before the connection carries anything
 	// else: calls to the peer made with its ctx go through, other calls get
 	// ErrNotConnected, and calls from the peer wait. Use it to
-	// re-authenticate, for example with [Peer.SyncSession]. If it fails,
-	// the connection is dropped and the reconnect attempt counts as failed.
+	// re-authenticate, for example with [Peer.SyncSession]. The peer's
+	// subscriptions ([Subscribe]) are sent again once it has returned. If
+	// it fails, the connection is dropped and the reconnect attempt counts
+	// as failed.
 	OnReconnect func(ctx context.Context, p *Peer) error
 
 	// AcceptSession decides what a peer may put in its own session context
@@ -133,10 +135,11 @@ type Endpoint struct {
 	closed bool
 	peers  map[string]*Peer
 
-	hmu      sync.RWMutex
-	handlers map[string]Handler
-	exact    map[string]bool
-	prefixes []string
+	hmu        sync.RWMutex
+	handlers   map[string]Handler
+	publishers map[string]Handler // subscription ids
+	exact      map[string]bool
+	prefixes   []string
 
 	lmu       sync.Mutex
 	listeners []*listener
@@ -168,14 +171,15 @@ func New(opts Options) *Endpoint {
 		opts.EventBuffer = DefaultEventBuffer
 	}
 	e := &Endpoint{
-		opts:     opts,
-		up:       opts.Upgrader,
-		dl:       opts.Dialer,
-		log:      opts.Logger,
-		peers:    make(map[string]*Peer),
-		handlers: make(map[string]Handler),
-		exact:    make(map[string]bool),
-		evIn:     make(chan Event),
+		opts:       opts,
+		up:         opts.Upgrader,
+		dl:         opts.Dialer,
+		log:        opts.Logger,
+		peers:      make(map[string]*Peer),
+		handlers:   make(map[string]Handler),
+		publishers: make(map[string]Handler),
+		exact:      make(map[string]bool),
+		evIn:       make(chan Event),
 	}
 	if e.log == nil {
 		e.log = slog.Default()
@@ -269,18 +273,24 @@ func (e *Endpoint) lookup(id string) Handler {
 	e.hmu.RLock()
 	defer e.hmu.RUnlock()
 	h := e.handlers[id]
-	if h == nil {
+	if h == nil || !e.exported(id) {
 		return nil
 	}
+	return h
+}
+
+// exported reports whether peers may call or subscribe to id; e.hmu is
+// held.
+func (e *Endpoint) exported(id string) bool {
 	if e.exact[id] {
-		return h
+		return true
 	}
 	for _, p := range e.prefixes {
 		if strings.HasPrefix(id, p) {
-			return h
+			return true
 		}
 	}
-	return nil
+	return false
 }
 
 // route takes an event from the read loop: unknown ones are answered here,
@@ -311,7 +321,14 @@ func (e *Endpoint) route(l *link, env envelope, raw []byte) {
 // subprotocol via.v1 (a client that offers subprotocols must offer it; one
 // that offers none is served v1) and serves the connection until it ends.
 // Mount it on any route. Once the endpoint is closed it answers 503.
+//
+// A GET that is not an upgrade and whose path ends in /via.js or /via.d.ts
+// gets the browser client (an ES module) or its TypeScript declarations:
+// mounted on "/via" and "/via/", the endpoint serves /via/via.js.
 func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if serveClient(w, r) {
+		return
+	}
 	if offered := offeredSubprotocols(r); len(offered) > 0 && !slices.Contains(offered, Subprotocol) {
 		http.Error(w, "via: subprotocol "+Subprotocol+" required", http.StatusBadRequest)
 		return

@@ -39,18 +39,23 @@ const (
 	// id; the connection carries on.
 	BadMessage
 
-	// Subscription outcomes, reserved for remote subscriptions (not sent
-	// yet). Key is the subscription's key.
+	// Subscription outcomes, on the subscriber's side ([Subscribe]); Key
+	// is the subscription's key and ID its id. A sequence gap in a
+	// subscription's pushes is reported as BadMessage with Key set.
 
-	// Subscribed: a subscription to the peer was accepted.
+	// Subscribed: the peer accepted a subscription, first or again after a
+	// reconnect or a resync.
 	Subscribed
-	// SubscribeFailed: a subscription to the peer was refused or timed out
-	// (Err says why).
+	// SubscribeFailed: the peer refused a subscription, or did not answer
+	// in time (Err says why; it matches ErrInvalidSubscription when the
+	// peer does not publish the id).
 	SubscribeFailed
-	// Unsubscribed: a subscription ended.
+	// Unsubscribed: a subscription the peer had accepted ended; Err says
+	// why (see [Remote.Err]).
 	Unsubscribed
-	// UnknownSubscription: the peer sent a value or patch for a key that is
-	// not subscribed, or subscribed to something not exported.
+	// UnknownSubscription: the peer subscribed to something this endpoint
+	// does not publish or export (it was answered 400), or sent a value or
+	// patch for a key that is not subscribed (Message is the message).
 	UnknownSubscription
 )
 
@@ -83,12 +88,13 @@ type Event struct {
 	Time   time.Time
 	PeerID string
 	Role   Role
-	// ID is the event id, for UnknownEvent.
+	// ID is the event id, for UnknownEvent, or the subscription id, for
+	// the subscription kinds.
 	ID string
 	// Key is the subscription key, for the subscription kinds.
 	Key string
-	// Err is the cause, for PeerDisconnected, HeartbeatFailed, BadMessage
-	// and SubscribeFailed.
+	// Err is the cause, for PeerDisconnected, HeartbeatFailed, BadMessage,
+	// SubscribeFailed and Unsubscribed.
 	Err error
 	// Session is the new session context, for SessionChanged. It is a copy.
 	Session map[string]any

@@ -2,6 +2,7 @@ package via_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http/httptest"
 	"strings"
@@ -104,4 +105,48 @@ func ExampleInterceptor() {
 	// Output:
 	// via: status 403 Forbidden: {"error":"invalid token"}
 	// hello alice <nil>
+}
+
+// A server publishes a counter; a client subscribes and follows it. Each
+// change the client sees makes the server count one more.
+func ExampleSubscribe() {
+	counter := via.NewValue(0)
+	server := via.New(via.Options{Exports: []string{"counter"}})
+	defer server.Close()
+	server.Publish("counter", via.Shared(counter))
+	srv := httptest.NewServer(server)
+	defer srv.Close()
+
+	client := via.New(via.Options{})
+	defer client.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel() // ends the subscription (and the watch)
+	id, err := client.Connect(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	n, err := via.Subscribe(ctx, client.Peer(id), "counter", nil, -1)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for v := range n.Watch(ctx) {
+		if v < 0 {
+			continue // the default, until the first value arrives
+		}
+		fmt.Println("counter", v)
+		if v == 3 {
+			break
+		}
+		counter.Update(func(n int) int { return n + 1 })
+	}
+	_, err = via.Subscribe(ctx, client.Peer(id), "secret", nil, 0)
+	fmt.Println(errors.Is(err, via.ErrInvalidSubscription))
+	// Output:
+	// counter 0
+	// counter 1
+	// counter 2
+	// counter 3
+	// true
 }

@@ -37,6 +37,11 @@ type link struct {
 
 	pmu     sync.Mutex
 	pending map[string]chan envelope
+
+	// subs are the subscriptions the peer made to this endpoint on this
+	// connection, by key.
+	smu  sync.Mutex
+	subs map[string]*inSub
 }
 
 func (p *Peer) newLink(out chan<- wsasync.Message, dialed *wsasync.Conn, limit int64) *link {
@@ -162,22 +167,11 @@ func (l *link) handle(m wsasync.Message) {
 	case typeEvent:
 		p.e.route(l, env, m.Data)
 	case typeSub:
-		// No subscription is exported until remote subscriptions exist.
-		ev := p.event(UnknownSubscription)
-		ev.Key, ev.ID, ev.Message = env.Key, env.ID, m.Data
-		p.e.emit(ev)
-		l.replyError(env.RID, http.StatusBadRequest, errorBody{Error: errUnknownSub, ID: env.ID})
+		p.e.routeSub(l, env, m.Data)
 	case typeUnsub:
-		// Unsubscribing from what is not subscribed succeeds.
-		if env.RID != "" {
-			if data, err := encodeReply(env.RID, http.StatusOK, nil); err == nil {
-				l.send(l.ctx, data)
-			}
-		}
+		p.e.routeUnsub(l, env)
 	case typeValue, typePatch:
-		ev := p.event(UnknownSubscription)
-		ev.Key, ev.Message = env.Key, m.Data
-		p.e.emit(ev)
+		p.receive(l, env, m.Data)
 	}
 }
 

@@ -107,6 +107,12 @@ type Peer struct {
 
 	rid atomic.Uint64
 
+	// outs are the subscriptions this endpoint made to the peer, by key;
+	// they outlive connections.
+	omu  sync.Mutex
+	outs map[string]*outSub
+	skey atomic.Uint64
+
 	// The worker: at most one goroutine at a time takes calls from queue,
 	// in order. sem bounds the calls received and not yet handled.
 	sem     chan struct{}
@@ -448,12 +454,15 @@ func (p *Peer) markReady(l *link) {
 	p.connectedAt = time.Now()
 	p.mu.Unlock()
 	p.e.emit(p.event(PeerConnected))
+	p.resubscribeAll(l)
 }
 
 // detach reports the end of l's connection. It returns whether the peer
 // should be reconnected.
 func (p *Peer) detach(l *link, err error) (again bool) {
 	l.cancel()
+	l.dropSubs()
+	p.detachSubs(l)
 	var ce *wsasync.CloseError
 	// A peer that disconnects us on purpose (1000) is not reconnected to.
 	kicked := errors.As(err, &ce) && ce.Remote && ce.Code == wsasync.StatusNormalClosure
@@ -493,6 +502,7 @@ func (p *Peer) remove() {
 		delete(p.e.peers, p.id)
 	}
 	p.e.mu.Unlock()
+	p.endSubs()
 	p.e.emit(p.event(PeerRemoved))
 }
 

@@ -20,10 +20,10 @@ const Version = 1
 const (
 	typeEvent = "event"
 	typeReply = "reply"
-	typeSub   = "sub"   // phase 2: reserved
-	typeUnsub = "unsub" // phase 2: reserved
-	typeValue = "value" // phase 2: reserved
-	typePatch = "patch" // phase 2: reserved
+	typeSub   = "sub"
+	typeUnsub = "unsub"
+	typeValue = "value"
+	typePatch = "patch"
 )
 
 // sessionID is the reserved event that carries a session context to the
@@ -37,6 +37,7 @@ const (
 const (
 	maxIDLen  = 256
 	maxRIDLen = 128
+	maxKeyLen = 128
 )
 
 // envelope is one message on the wire.
@@ -101,9 +102,12 @@ func decode(m wsasync.Message) (envelope, error) {
 		if env.RID == "" || env.Key == "" || env.ID == "" {
 			return env, badEnvelope("sub needs rid, key and id")
 		}
+		if len(env.ID) > maxIDLen || len(env.Key) > maxKeyLen {
+			return env, badEnvelope("sub id or key too long")
+		}
 	case typeUnsub:
-		if env.Key == "" {
-			return env, badEnvelope("unsub without key")
+		if env.Key == "" || len(env.Key) > maxKeyLen {
+			return env, badEnvelope("unsub needs a key of 1 to %d bytes", maxKeyLen)
 		}
 	case typeValue, typePatch:
 		if env.Key == "" || env.SN == 0 {
@@ -148,6 +152,19 @@ func encodeReply(rid string, status int, body any) ([]byte, error) {
 		return nil, err
 	}
 	return json.Marshal(envelope{V: Version, Type: typeReply, RID: rid, Status: status, Body: b})
+}
+
+func encodeSub(rid, key, id string, args json.RawMessage) ([]byte, error) {
+	return json.Marshal(envelope{V: Version, Type: typeSub, RID: rid, Key: key, ID: id, Body: args})
+}
+
+func encodeUnsub(key string) ([]byte, error) {
+	return json.Marshal(envelope{V: Version, Type: typeUnsub, Key: key})
+}
+
+// encodePush makes a value or patch message; body is JSON already.
+func encodePush(typ, key string, sn uint64, body json.RawMessage) ([]byte, error) {
+	return json.Marshal(envelope{V: Version, Type: typ, Key: key, SN: sn, Body: body})
 }
 
 // errorBody is the body of the replies the endpoint itself makes.
