@@ -171,7 +171,14 @@ func (c *conn) isDead() bool {
 
 func (c *conn) readLoop() {
 	defer close(c.readDone)
-	defer close(c.in)
+	inOpen := true
+	closeIn := func() {
+		if inOpen {
+			inOpen = false
+			close(c.in)
+		}
+	}
+	defer closeIn()
 
 	side := ws.StateClientSide
 	if c.server {
@@ -181,11 +188,19 @@ func (c *conn) readLoop() {
 		typ  MessageType
 		msg  []byte
 		frag bool
+		// discard is set once this end has failed the connection with the
+		// framing still intact (read limit, invalid UTF-8): data frames
+		// are skipped until the peer's close frame, so that the socket is
+		// not closed under bytes the peer is still sending, which would
+		// reset the connection and lose the close frame on its side.
+		discard bool
 	)
 	for {
 		h, err := ws.ReadHeaderBuffer(&c.rd, c.rhdr[:])
 		if err != nil {
-			c.readFailed(err)
+			if !discard {
+				c.readFailed(err)
+			}
 			return
 		}
 		state := side
@@ -199,7 +214,9 @@ func (c *conn) readLoop() {
 		if h.OpCode.IsControl() {
 			p := c.ctl[:h.Length]
 			if _, err := io.ReadFull(&c.rd, p); err != nil {
-				c.readFailed(err)
+				if !discard {
+					c.readFailed(err)
+				}
 				return
 			}
 			if h.Masked {
@@ -235,9 +252,17 @@ func (c *conn) readLoop() {
 		if h.OpCode != ws.OpContinuation {
 			typ = MessageType(h.OpCode)
 		}
-		if limit := c.cfg.readLimit; limit > 0 && h.Length > limit-int64(len(msg)) {
+		if limit := c.cfg.readLimit; !discard && limit > 0 && h.Length > limit-int64(len(msg)) {
 			c.terminate(&CloseError{Code: StatusMessageTooBig, Reason: "message too big", Err: ErrReadLimit})
-			return
+			discard, msg = true, nil
+			closeIn()
+		}
+		if discard {
+			if _, err := io.CopyN(io.Discard, &c.rd, h.Length); err != nil {
+				return // the close is pending: the writer sends it and closes
+			}
+			frag = !h.Fin
+			continue
 		}
 		msg, err = c.readPayload(msg, h)
 		if err != nil {
@@ -249,7 +274,9 @@ func (c *conn) readLoop() {
 		}
 		if typ == TextMessage && !utf8.Valid(msg) {
 			c.terminate(&CloseError{Code: StatusInvalidFramePayloadData, Reason: "invalid UTF-8", Err: ErrInvalidUTF8})
-			return
+			discard, msg = true, nil
+			closeIn()
+			continue
 		}
 		// Once this end has sent its close, what still arrives is
 		// discarded: the reader waits only for the peer's close frame.
@@ -451,7 +478,8 @@ func (c *conn) servePending() {
 		c.sendClose(code, []byte(reason))
 	}
 	c.flush()
-	c.closeSocket()
+	// The socket is closed once the reader returns (it has the peer's
+	// close, or failed) or when the close timeout passes.
 }
 
 // send writes one message from out.
