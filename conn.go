@@ -94,6 +94,22 @@ func buffered(br *bufio.Reader) []byte {
 	return slices.Clone(p)
 }
 
+// dialConn makes the channels of a connection whose caller owns them (Dial,
+// Accept), starts it, and returns them.
+func dialConn(nc net.Conn, cfg *config, server bool, pending []byte) *Conn {
+	in := make(chan Message, cfg.inBuf)
+	out := make(chan Message, cfg.outBuf)
+	errs := make(chan error, 1)
+	c := newConn(nc, cfg, server, in, out, errs, nil)
+	c.attachReader(pending)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.run()
+	}()
+	return &Conn{In: in, Out: out, Errs: errs, Done: done}
+}
+
 // run serves the connection until it has ended and every goroutine it started
 // has exited.
 func (c *conn) run() {

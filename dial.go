@@ -25,8 +25,9 @@ type Dialer struct {
 	TLSConfig *tls.Config
 }
 
-// Conn is a client connection's three channels, with the same semantics as a
-// [Handler]'s: receive from In, send on Out, and read why it ended from Errs.
+// Conn is a connection's three channels, made by [Dial] or [Upgrader.Accept],
+// with the same semantics as a [Handler]'s: receive from In, send on Out, and
+// read why it ended from Errs.
 // Close Out (or send [Closed]) to close the connection; after the connection
 // has ended, sends on Out are discarded until Out is closed, which also lets
 // the connection's last goroutine exit.
@@ -69,15 +70,7 @@ func (d *Dialer) Dial(ctx context.Context, url string) (*Conn, error) {
 		ws.PutReader(br)
 	}
 	cfg := d.Options.config()
-	in := make(chan Message, cfg.inBuf)
-	out := make(chan Message, cfg.outBuf)
-	errs := make(chan error, 1)
-	c := newConn(nc, &cfg, false, in, out, errs, nil)
-	c.attachReader(pending)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		c.run()
-	}()
-	return &Conn{In: in, Out: out, Errs: errs, Subprotocol: hs.Protocol, Done: done}, nil
+	conn := dialConn(nc, &cfg, false, pending)
+	conn.Subprotocol = hs.Protocol
+	return conn, nil
 }

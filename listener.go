@@ -31,9 +31,10 @@ func Listener(in chan<- Message, out <-chan Message, errs chan<- error) http.Han
 // library never blocks on it: an error nobody is ready to receive is dropped.
 // If the handshake fails, in and errs are closed, errs having received why.
 //
-// ServeHTTP returns once the connection has ended and out has been closed:
-// after the connection ends, sends on out are discarded until the caller
-// closes it, so that no sender blocks forever. Close out when you are done.
+// ServeHTTP returns as soon as the connection is upgraded (see GoWebsocket).
+// After the connection ends, sends on out are discarded until the caller
+// closes it, so that no sender blocks forever: close out when you are done,
+// which also lets the connection's last goroutine exit.
 func (u *Upgrader) Listener(in chan<- Message, out <-chan Message, errs chan<- error) http.Handler {
 	cfg := u.Options.config()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -55,8 +56,22 @@ func (u *Upgrader) Listener(in chan<- Message, out <-chan Message, errs chan<- e
 		}
 		c := newConn(nc, &cfg, true, in, out, errs, nil)
 		c.attachReader(pending)
-		c.run()
+		go c.run()
 	})
+}
+
+// Accept upgrades the request and returns the connection's channels, with the
+// same semantics as Dial's: the caller runs its own goroutines, and closes Out
+// when done. It is for callers that need to know whether the upgrade
+// succeeded, or that keep track of their connections. A refused handshake
+// has been answered with an HTTP status when Accept returns its error.
+func (u *Upgrader) Accept(w http.ResponseWriter, r *http.Request) (*Conn, error) {
+	cfg := u.Options.config()
+	nc, pending, err := u.upgrade(w, r, &cfg)
+	if err != nil {
+		return nil, err
+	}
+	return dialConn(nc, &cfg, true, pending), nil
 }
 
 // upgrade checks the request and switches protocols. On success it returns the

@@ -22,13 +22,16 @@
 // A peer that stops reading makes sends on out block once its buffer is full,
 // and after [Upgrader.WriteTimeout] the connection is dropped.
 //
-// Each connection has one reader goroutine (the net/http handler goroutine that
-// served the upgrade), one writer goroutine that owns every write to the socket
-// (data, pings, pongs and the close frame, so a frame never tears), and, with
-// [GoWebsocket], the handler's goroutine. None of them outlives the connection
-// as long as the handler returns once in is closed.
+// Each connection has one reader goroutine, one writer goroutine that owns
+// every write to the socket (data, pings, pongs and the close frame, so a
+// frame never tears), and, with [GoWebsocket], the handler's goroutine. The
+// net/http goroutine that served the upgrade returns at once, releasing its
+// stack and buffers. None of them outlives the connection as long as the
+// handler returns once in is closed. An idle connection holds no read or
+// write buffer.
 //
-// [Dial] gives a client the same three channels with the same semantics.
+// [Dial] gives a client the same three channels with the same semantics, and
+// [Upgrader.Accept] gives them to a server that runs its own goroutines.
 //
 // The package is the lowest layer of the project: the pipe package holds
 // channel helpers to compose handlers from, and the sente and via packages build

@@ -12,11 +12,28 @@ import (
 // (the core's handler) owns out; it sends the handshake, then takes events
 // from the socket and frames from the client's outbox.
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, clientID, uid string) {
-	s.up.GoWebsocket(func(in <-chan wsasync.Message, out chan<- wsasync.Message, errs <-chan error) {
+	c, err := s.up.Accept(w, r)
+	if err != nil {
+		return // answered with an HTTP status, and logged by the core
+	}
+	s.conns.Add(1) // Shutdown waits for the connection, not just this request
+	go func() {
+		defer s.conns.Done()
+		defer func() { <-c.Done }()
+		defer close(c.Out) // closes with 1000 unless a close was sent
+		defer func() {
+			if v := recover(); v != nil {
+				s.log.Error("sente: connection panicked", "uid", uid, "client", clientID, "panic", v)
+				select {
+				case c.Out <- wsasync.Closed(wsasync.StatusInternalError, "internal error"):
+				default:
+				}
+			}
+		}()
 		l := s.attach(clientID, uid, r, false)
 		defer s.detach(l)
-		s.runWebSocket(l, uid, clientID, r, in, out)
-	}).ServeHTTP(w, r)
+		s.runWebSocket(l, uid, clientID, r, c.In, c.Out)
+	}()
 }
 
 func (s *Server) runWebSocket(l *link, uid, clientID string, r *http.Request, in <-chan wsasync.Message, out chan<- wsasync.Message) {

@@ -342,19 +342,27 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	e.wg.Add(1)
 	e.mu.Unlock()
 	defer e.wg.Done()
-	e.up.GoWebsocket(func(in <-chan wsasync.Message, out chan<- wsasync.Message, errs <-chan error) {
+	c, err := e.up.Accept(w, r)
+	if err != nil {
+		return // answered with an HTTP status by the core
+	}
+	e.wg.Add(1) // Close waits for the connection, not just this request
+	go func() {
+		defer e.wg.Done()
+		defer func() { <-c.Done }()
 		p := e.newPeer(Terminator, "", r)
 		if p == nil {
-			out <- wsasync.Closed(wsasync.StatusGoingAway, "going away")
+			c.Out <- wsasync.Closed(wsasync.StatusGoingAway, "going away")
+			close(c.Out)
 			return
 		}
 		defer p.remove()
-		l := p.newLink(out, nil, e.upLimit)
+		l := p.newLink(c.Out, c, e.upLimit)
 		p.attach(l)
 		p.markReady(l)
-		err := l.run(in, errs)
+		err := l.run(c.In, c.Errs)
 		p.detach(l, err)
-	}).ServeHTTP(w, r)
+	}()
 }
 
 func offeredSubprotocols(r *http.Request) []string {

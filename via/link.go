@@ -17,7 +17,7 @@ import (
 type link struct {
 	p      *Peer
 	out    chan<- wsasync.Message
-	dialed *wsasync.Conn // nil for an accepted connection
+	dialed *wsasync.Conn // the connection, whose Out the link closes
 	limit  int64         // largest message the peer accepts; <= 0: none
 
 	// ctx is cancelled when the connection ends or this end stops it.
@@ -140,8 +140,6 @@ func (l *link) run(in <-chan wsasync.Message, errs <-chan error) error {
 				}
 				<-errs
 			}
-			// An accepted connection closes once the handler (our
-			// caller) returns.
 			return l.failedHook()
 		}
 	}
