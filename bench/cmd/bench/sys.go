@@ -1,0 +1,139 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The machine is shared: other processes (tests, builds) may run while a
+// figure is measured. cpuMark takes a snapshot of the CPU time of the whole
+// machine, of the server and of this process, so that foreign() can tell how
+// many cores something else used in between.
+type cpuMark struct {
+	at      time.Time
+	busy    float64 // whole machine, seconds
+	server  float64
+	self    float64
+	okProcs bool
+	// read and write system calls of the server (/proc/PID/io)
+	syscr, syscw float64
+}
+
+const hz = 100 // USER_HZ on Linux
+
+func machineBusy() (float64, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, fmt.Errorf("unexpected /proc/stat")
+	}
+	var total, idle float64
+	for i, s := range f[1:] {
+		if i >= 8 { // guest time is already counted in user
+			break
+		}
+		v, _ := strconv.ParseFloat(s, 64)
+		total += v
+		if i == 3 || i == 4 { // idle, iowait
+			idle += v
+		}
+	}
+	return (total - idle) / hz, nil
+}
+
+// procCPU is the user+system CPU time of a process and its reaped children.
+func procCPU(pid string) (float64, error) {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	f := strings.Fields(s[i+1:])
+	// after the command: state(0) ... utime(11) stime(12) cutime(13) cstime(14)
+	if len(f) < 15 {
+		return 0, fmt.Errorf("unexpected /proc/%s/stat", pid)
+	}
+	var sum float64
+	for _, k := range []int{11, 12, 13, 14} {
+		v, _ := strconv.ParseFloat(f[k], 64)
+		sum += v
+	}
+	return sum / hz, nil
+}
+
+func mark(serverPID int) cpuMark {
+	m := cpuMark{at: time.Now(), okProcs: true}
+	var err error
+	if m.busy, err = machineBusy(); err != nil {
+		m.okProcs = false
+	}
+	if m.server, err = procCPU(strconv.Itoa(serverPID)); err != nil {
+		m.okProcs = false
+	}
+	if m.self, err = procCPU("self"); err != nil {
+		m.okProcs = false
+	}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", serverPID)); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			k, v, _ := strings.Cut(l, ":")
+			n, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			switch k {
+			case "syscr":
+				m.syscr = n
+			case "syscw":
+				m.syscw = n
+			}
+		}
+	}
+	return m
+}
+
+// foreign is the number of cores that processes other than the server and
+// this driver kept busy between a and b.
+func foreign(a, b cpuMark) float64 {
+	if !a.okProcs || !b.okProcs {
+		return 0
+	}
+	wall := b.at.Sub(a.at).Seconds()
+	if wall <= 0 {
+		return 0
+	}
+	f := ((b.busy - a.busy) - (b.server - a.server) - (b.self - a.self)) / wall
+	return max(f, 0)
+}
+
+// waitQuiet waits, up to limit, until the machine has been nearly idle for
+// half a second (less than threshold cores busy), and returns how busy it
+// was at the end.
+func waitQuiet(limit time.Duration, threshold float64) float64 {
+	deadline := time.Now().Add(limit)
+	for {
+		a, _ := machineBusy()
+		time.Sleep(500 * time.Millisecond)
+		b, _ := machineBusy()
+		busy := (b - a) / 0.5
+		if busy < threshold || time.Now().After(deadline) {
+			return busy
+		}
+	}
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
