@@ -35,10 +35,11 @@ type conn struct {
 	bw *bufio.Writer // taken from the pool for a batch of writes only
 	// batched counts the bytes written in this batch; past maxBatch the
 	// batch is flushed, so that one write deadline covers a bounded amount.
-	batched int
-	whdr    [ws.MaxHeaderSize]byte
-	rhdr    [ws.MaxHeaderSize]byte
-	ctl     [ws.MaxControlFramePayloadSize]byte // reader's control payloads
+	batched   int
+	wdeadline time.Time // the write deadline last set
+	whdr      [ws.MaxHeaderSize]byte
+	rhdr      [ws.MaxHeaderSize]byte
+	ctl       [ws.MaxControlFramePayloadSize]byte // reader's control payloads
 
 	wake       chan struct{} // cap 1: something is pending for the writer
 	closing    chan struct{} // closed once this end has sent its close frame
@@ -557,11 +558,25 @@ func (c *conn) writer() *bufio.Writer {
 		} else {
 			c.bw = bufio.NewWriterSize(c.nc, c.cfg.writeBufSize)
 		}
-		if c.cfg.writeTimeout > 0 {
-			c.nc.SetWriteDeadline(time.Now().Add(c.cfg.writeTimeout))
-		}
+		c.armWrite()
 	}
 	return c.bw
+}
+
+// armWrite moves the write deadline to now+WriteTimeout for a batch of
+// writes, unless it is nearly there already (within an eighth): a burst of
+// batches then costs one call into the runtime's timers, not one each.
+func (c *conn) armWrite() {
+	wt := c.cfg.writeTimeout
+	if wt <= 0 {
+		return
+	}
+	now := time.Now()
+	if c.wdeadline.Sub(now) > wt-wt/8 {
+		return
+	}
+	c.wdeadline = now.Add(wt)
+	c.nc.SetWriteDeadline(c.wdeadline)
 }
 
 func (c *conn) releaseWriter() {

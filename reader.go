@@ -31,6 +31,8 @@ type socketReader struct {
 	buf  *[]byte // nil while empty
 	r, w int
 
+	deadline time.Time // the read deadline last set
+
 	fillErr error
 	fillFn  func(fd uintptr) bool // s.fillRaw, made once
 }
@@ -97,10 +99,19 @@ func (s *socketReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// armDeadline moves the read deadline to now+idle, unless it is nearly there
+// already: the silence allowed is then between 7/8 of idle and idle, for far
+// fewer calls into the runtime's timers.
 func (s *socketReader) armDeadline() {
-	if s.idle > 0 {
-		s.nc.SetReadDeadline(time.Now().Add(s.idle))
+	if s.idle <= 0 {
+		return
 	}
+	now := time.Now()
+	if s.deadline.Sub(now) > s.idle-s.idle/8 {
+		return
+	}
+	s.deadline = now.Add(s.idle)
+	s.nc.SetReadDeadline(s.deadline)
 }
 
 // fill reads at least one byte into a buffer.

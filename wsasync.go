@@ -125,7 +125,9 @@ const (
 	// burst into one syscall, shallow enough that backpressure is felt early.
 	DefaultBuffer = 8
 	// DefaultBufferSize is the size of the pooled read and write buffers.
-	DefaultBufferSize = 4096
+	// A connection holds them only while bytes are moving, so they can be
+	// large enough for a burst of messages to cross in one syscall.
+	DefaultBufferSize = 16 << 10
 )
 
 // Options are the per-connection settings shared by [Upgrader] and [Dialer].
