@@ -125,18 +125,27 @@ func (u *Upgrader) subprotocol(r *http.Request) string {
 	if len(u.Subprotocols) == 0 {
 		return ""
 	}
-	var offered []string
-	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
-		for _, p := range strings.Split(v, ",") {
-			offered = append(offered, strings.TrimSpace(p))
-		}
-	}
+	offered := OfferedSubprotocols(r)
 	for _, p := range u.Subprotocols {
 		if slices.Contains(offered, p) {
 			return p
 		}
 	}
 	return ""
+}
+
+// OfferedSubprotocols returns the subprotocols a handshake request offers, in
+// its order.
+func OfferedSubprotocols(r *http.Request) []string {
+	var offered []string
+	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				offered = append(offered, p)
+			}
+		}
+	}
+	return offered
 }
 
 // CheckOrigin reports whether r may open a connection: it has no Origin header

@@ -62,13 +62,8 @@ func (s *Server) servePoll(w http.ResponseWriter, r *http.Request, clientID, uid
 	if !known || r.URL.Query().Has("handshake") {
 		// A client the server does not know (new, or after a restart or a
 		// login) learns its user id first.
-		var data any
-		if s.opts.HandshakeData != nil {
-			data = s.opts.HandshakeData(r)
-		}
-		hs, err := s.handshake(uid, data)
+		hs, err := s.handshake(r, uid)
 		if err != nil {
-			s.log.Error("sente: packing handshake", "err", err)
 			http.Error(w, http.StatusText(http.StatusInternalServerError), http.StatusInternalServerError)
 			return
 		}

@@ -481,7 +481,7 @@ func (c *Client) run() {
 	// off like failures.
 	level, flaps := 0, 0
 	for {
-		if d := Backoff(level, c.opts.MinBackoff, c.opts.MaxBackoff, rand.Float64()); d > 0 {
+		if d := wsasync.Backoff(level, c.opts.MinBackoff, c.opts.MaxBackoff, rand.Float64()); d > 0 {
 			t := time.NewTimer(d)
 			select {
 			case <-t.C:

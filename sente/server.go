@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -258,14 +259,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // offers reports whether the handshake offers subprotocol p.
 func offers(r *http.Request, p string) bool {
-	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
-		for _, o := range strings.Split(v, ",") {
-			if strings.TrimSpace(o) == p {
-				return true
-			}
-		}
-	}
-	return false
+	return slices.Contains(wsasync.OfferedSubprotocols(r), p)
 }
 
 func isWebSocket(r *http.Request) bool {
@@ -320,11 +314,9 @@ func csrfToken(r *http.Request) string {
 	if t := r.Header.Get("X-XSRF-Token"); t != "" {
 		return t
 	}
-	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
-		for _, p := range strings.Split(v, ",") {
-			if t, ok := strings.CutPrefix(strings.TrimSpace(p), "csrf."); ok {
-				return t
-			}
+	for _, p := range wsasync.OfferedSubprotocols(r) {
+		if t, ok := strings.CutPrefix(p, "csrf."); ok {
+			return t
 		}
 	}
 	return ""

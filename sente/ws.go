@@ -43,13 +43,8 @@ func (s *Server) runWebSocket(l *link, uid, clientID string, r *http.Request, in
 		}
 		return wsasync.Message{Type: wsasync.TextMessage, Data: frame}
 	}
-	var data any
-	if s.opts.HandshakeData != nil {
-		data = s.opts.HandshakeData(r)
-	}
-	hs, err := s.handshake(uid, data)
+	hs, err := s.handshake(r, uid)
 	if err != nil {
-		s.log.Error("sente: packing handshake", "err", err)
 		out <- wsasync.Closed(wsasync.StatusInternalError, "handshake")
 		return
 	}
@@ -112,8 +107,18 @@ func (s *Server) runWebSocket(l *link, uid, clientID string, r *http.Request, in
 	}
 }
 
-// handshake packs the first frame: [["chsk/handshake", [uid, null, data]], null].
-func (s *Server) handshake(uid string, data any) ([]byte, error) {
+// handshake packs the first frame for a client of user uid whose request is r:
+// [["chsk/handshake", [uid, null, data]], null]. A failure is logged.
+func (s *Server) handshake(r *http.Request, uid string) (hs []byte, err error) {
+	defer func() {
+		if err != nil {
+			s.log.Error("sente: packing handshake", "err", err)
+		}
+	}()
+	var data any
+	if s.opts.HandshakeData != nil {
+		data = s.opts.HandshakeData(r)
+	}
 	pd, err := s.w.value(data)
 	if err != nil {
 		return nil, err

@@ -329,7 +329,7 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if serveClient(w, r) {
 		return
 	}
-	if offered := offeredSubprotocols(r); len(offered) > 0 && !slices.Contains(offered, Subprotocol) {
+	if offered := wsasync.OfferedSubprotocols(r); len(offered) > 0 && !slices.Contains(offered, Subprotocol) {
 		http.Error(w, "via: subprotocol "+Subprotocol+" required", http.StatusBadRequest)
 		return
 	}
@@ -363,18 +363,6 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err := l.run(c.In, c.Errs)
 		p.detach(l, err)
 	}()
-}
-
-func offeredSubprotocols(r *http.Request) []string {
-	var ps []string
-	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
-		for _, s := range strings.Split(v, ",") {
-			if s = strings.TrimSpace(s); s != "" {
-				ps = append(ps, s)
-			}
-		}
-	}
-	return ps
 }
 
 // ---- connecting ----

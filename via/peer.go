@@ -580,7 +580,7 @@ func (p *Peer) redial(level *int, reconnect bool) *wsasync.Conn {
 			n = *level
 		}
 		if n > 0 {
-			d := Backoff(n, p.e.opts.ReconnectMin, p.e.opts.ReconnectMax, rand.Float64())
+			d := wsasync.Backoff(n, p.e.opts.ReconnectMin, p.e.opts.ReconnectMax, rand.Float64())
 			t := time.NewTimer(d)
 			select {
 			case <-t.C:
@@ -599,29 +599,4 @@ func (p *Peer) redial(level *int, reconnect bool) *wsasync.Conn {
 		}
 		p.e.log.Debug("via: connect failed", "peer", p.id, "url", p.url, "attempt", *level, "err", err)
 	}
-}
-
-// Backoff returns how long an originator waits before reconnect attempt
-// level (1 for the first attempt after a drop): a time in [b/2, b) where
-// b = minWait·2^(level-1), capped at maxWait, and jitter in [0, 1) picks
-// the point (drawn at random, it spreads the reconnects of many peers that
-// lost the same server). Level 0 or less, or minWait <= 0, means no wait.
-// It is exported so that other clients can follow the same schedule.
-func Backoff(level int, minWait, maxWait time.Duration, jitter float64) time.Duration {
-	if level <= 0 || minWait <= 0 {
-		return 0
-	}
-	maxWait = max(maxWait, minWait)
-	b := minWait
-	for i := 1; i < level && b < maxWait; i++ {
-		b *= 2
-	}
-	b = min(b, maxWait)
-	jitter = min(max(jitter, 0), 1)
-	half := b / 2
-	d := half + time.Duration(jitter*float64(b-half))
-	if d >= b {
-		d = b - 1
-	}
-	return max(d, half)
 }

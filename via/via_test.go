@@ -805,31 +805,6 @@ func TestCloseLeavesNoGoroutine(t *testing.T) {
 	}
 }
 
-func TestBackoff(t *testing.T) {
-	min, max := 50*time.Millisecond, 5*time.Second
-	if d := via.Backoff(0, min, max, 0.5); d != 0 {
-		t.Fatalf("level 0: %v", d)
-	}
-	prevHi := time.Duration(0)
-	for level := 1; level <= 12; level++ {
-		lo, hi := via.Backoff(level, min, max, 0), via.Backoff(level, min, max, 1)
-		b := min << (level - 1)
-		if b > max {
-			b = max
-		}
-		if lo != b/2 || hi >= b || hi < lo {
-			t.Fatalf("level %d: [%v, %v], want [%v, %v)", level, lo, hi, b/2, b)
-		}
-		if hi < prevHi {
-			t.Fatalf("level %d shrank", level)
-		}
-		prevHi = hi
-	}
-	if d := via.Backoff(100, min, max, 0.99); d >= max {
-		t.Fatalf("cap: %v", d)
-	}
-}
-
 // OnReconnect runs on each new connection before it carries anything else:
 // other sends get ErrNotConnected, calls from the peer wait for it, and a
 // failed hook drops the connection and tries again.

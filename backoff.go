@@ -1,9 +1,9 @@
-package sente
+package wsasync
 
 import "time"
 
 // Backoff returns how long a client waits before its reconnect attempt at the
-// given level (PROTOCOL.md §3): nothing at level 0, so that the first attempt
+// given level (the schedule of the sente and via clients): nothing at level 0, so that the first attempt
 // after a drop goes at once, and for level n ≥ 1 a wait in [b/2, b) where
 // b = minWait·2^(n-1), capped at maxWait. jitter, in [0, 1), picks the point
 // in that range; drawn uniformly at random, it spreads the reconnects of many
