@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/wsasync/wsasync"
@@ -147,4 +148,42 @@ func ExampleHandler_select() {
 	// tick 1
 	// tick 2
 	// client: wsasync: peer closed with 1000 (normal closure): "done"
+}
+
+// Accept hands the connection's channels to the caller, who runs its own
+// goroutine and knows whether the upgrade succeeded: here, to count live
+// connections.
+func ExampleUpgrader_Accept() {
+	var u wsasync.Upgrader
+	var live sync.WaitGroup
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := u.Accept(w, r)
+		if err != nil {
+			return // refused with an HTTP status already
+		}
+		live.Add(1)
+		go func() {
+			defer live.Done()
+			defer close(c.Out)
+			for m := range c.In {
+				c.Out <- m
+			}
+		}()
+	}))
+	defer srv.Close()
+
+	c, err := wsasync.Dial(context.Background(), wsURL(srv))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	c.Out <- wsasync.Text("ping")
+	fmt.Println(string((<-c.In).Data))
+	close(c.Out)
+	<-c.Done
+	live.Wait()
+	fmt.Println("all connections done")
+	// Output:
+	// ping
+	// all connections done
 }
