@@ -241,7 +241,9 @@ func (c *conn) readLoop() {
 			}
 			switch h.OpCode {
 			case ws.OpPing:
-				c.queuePong(p)
+				if !discard { // a failed connection answers nothing more
+					c.queuePong(p)
+				}
 			case ws.OpClose:
 				code, reason, ok := parseClose(p)
 				switch {
