@@ -48,6 +48,15 @@ type conn struct {
 	writerDone chan struct{}
 	deadOnce   sync.Once
 	closeSent  atomic.Bool
+	// delivering is set while the reader waits for the handler to take a
+	// message: the peer's silence then is not the peer's doing.
+	delivering atomic.Bool
+	// ping runs keepalive: a callback timer rather than a channel the
+	// writer waits on, so that no timer code runs on the writer's stack,
+	// which then stays at its least while idle.
+	ping     *time.Timer
+	nextPing atomic.Int64 // Unix nanoseconds; keepalive's own
+	pingDue  bool         // guarded by mu: the writer owes a ping
 
 	mu      sync.Mutex
 	pong    [ws.MaxControlFramePayloadSize]byte
@@ -76,6 +85,10 @@ func newConn(nc net.Conn, cfg *config, server bool, in chan<- Message, out <-cha
 		readDone:   make(chan struct{}),
 		writerDone: make(chan struct{}),
 	}
+	if cfg.pingInterval > 0 {
+		c.nextPing.Store(time.Now().Add(cfg.pingInterval).UnixNano())
+		c.ping = time.AfterFunc(cfg.pingInterval, c.keepalive)
+	}
 	return c
 }
 
@@ -83,7 +96,7 @@ func newConn(nc net.Conn, cfg *config, server bool, in chan<- Message, out <-cha
 // read past its end (a client may send frames right behind its request); they
 // are read before the socket.
 func (c *conn) attachReader(pending []byte) {
-	c.rd.init(c.nc, c.cfg.idle, c.cfg.readBufSize, pending)
+	c.rd.init(c.nc, c.cfg.readBufSize, pending)
 }
 
 // buffered returns the bytes a bufio.Reader holds, copied, or nil.
@@ -213,6 +226,17 @@ func (c *conn) readLoop() {
 		discard bool
 	)
 	for {
+		// Wait for the next frame here, high in the stack, rather than
+		// deep in the header read: an idle connection's reader then parks
+		// with a shallow stack, which the runtime can shrink to its least.
+		if !c.rd.hasBuffered() {
+			if err := c.rd.fill(); err != nil {
+				if !discard {
+					c.readFailed(err)
+				}
+				return
+			}
+		}
 		h, err := ws.ReadHeaderBuffer(&c.rd, c.rhdr[:])
 		if err != nil {
 			if !discard {
@@ -299,14 +323,33 @@ func (c *conn) readLoop() {
 		}
 		// Once this end has sent its close, what still arrives is
 		// discarded: the reader waits only for the peer's close frame.
-		select {
-		case c.in <- Message{Type: typ, Data: msg}:
-		case <-c.closing:
-		case <-c.dead:
+		if !c.deliver(Message{Type: typ, Data: msg}) {
 			return
 		}
 		msg = nil
 	}
+}
+
+// deliver hands m to the handler, waiting while it is busy; false means the
+// socket is closed. Once this end has sent its close, m is discarded.
+func (c *conn) deliver(m Message) bool {
+	select {
+	case c.in <- m:
+		return true
+	default:
+	}
+	c.delivering.Store(true)
+	defer func() {
+		c.rd.touch() // the wait was the handler's, not the peer's
+		c.delivering.Store(false)
+	}()
+	select {
+	case c.in <- m:
+	case <-c.closing:
+	case <-c.dead:
+		return false
+	}
+	return true
 }
 
 // chunk is how much of a payload is allocated before its bytes arrive when
@@ -380,11 +423,8 @@ func (c *conn) writeLoop() {
 	defer close(c.writerDone)
 	defer c.releaseWriter()
 
-	var tick <-chan time.Time
-	if c.cfg.pingInterval > 0 {
-		t := time.NewTicker(c.cfg.pingInterval)
-		defer t.Stop()
-		tick = t.C
+	if c.ping != nil {
+		defer c.ping.Stop()
 	}
 	var closeTimer *time.Timer
 	defer func() {
@@ -409,10 +449,6 @@ func (c *conn) writeLoop() {
 			}
 		case <-c.wake:
 			c.servePending()
-		case <-tick:
-			if !c.closeSent.Load() {
-				c.writeFrame(ws.OpPing, nil)
-			}
 		case <-stop:
 			// The handler returned: write what it queued, then close.
 			stop = nil
@@ -472,15 +508,50 @@ func (c *conn) closeNormally() {
 	c.sendClose(StatusNormalClosure, nil)
 }
 
-// servePending writes a due pong and carries out a requested close.
+// keepalive runs on the ping timer: it drops a peer silent for the ping
+// interval plus the pong timeout (unless the wait is the handler's), has the
+// writer send a ping when one is due, and sets the timer for whichever comes
+// next.
+func (c *conn) keepalive() {
+	if c.isDead() {
+		return
+	}
+	now := time.Now()
+	silentUntil := time.Unix(0, c.rd.lastRead.Load()).Add(c.cfg.idle)
+	if !c.delivering.Load() && !now.Before(silentUntil) {
+		c.drop(&CloseError{Code: StatusAbnormalClosure, Err: ErrPingTimeout})
+		return
+	}
+	next := time.Unix(0, c.nextPing.Load())
+	if !now.Before(next) {
+		c.mu.Lock()
+		c.pingDue = true
+		c.mu.Unlock()
+		c.notify()
+		next = now.Add(c.cfg.pingInterval)
+		c.nextPing.Store(next.UnixNano())
+	}
+	if silentUntil.After(now) && silentUntil.Before(next) {
+		next = silentUntil
+	}
+	c.ping.Reset(next.Sub(now))
+}
+
+// servePending writes a due ping or pong and carries out a requested close.
 func (c *conn) servePending() {
 	c.mu.Lock()
 	due, n := c.pongDue, c.pongLen
 	var p [ws.MaxControlFramePayloadSize]byte
 	copy(p[:], c.pong[:n])
 	c.pongDue = false
+	pingDue := c.pingDue
+	c.pingDue = false
 	term := c.term
 	c.mu.Unlock()
+
+	if pingDue && !c.closeSent.Load() {
+		c.writeFrame(ws.OpPing, nil)
+	}
 
 	if due && !c.closeSent.Load() {
 		c.writeFrame(ws.OpPong, p[:n])

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -18,20 +19,20 @@ import (
 // into a pooled buffer only when the read will not block. Elsewhere (TLS) it
 // holds its buffer while blocked.
 //
-// Before each wait it moves the read deadline to now+idle, so that a peer
-// silent for idle is dropped, while a reader held back by a slow handler has
-// no read in progress and so no deadline running.
+// It records when bytes last arrived (lastRead), from which the connection's
+// writer tells a silent peer; no read deadline is involved, which keeps the
+// runtime's timers out of every read and the parked reader's stack small.
 type socketReader struct {
 	nc      net.Conn
 	raw     syscall.RawConn // nil: plain reads
-	idle    time.Duration
 	size    int
 	pending []byte // bytes read past the handshake, served first
 
 	buf  *[]byte // nil while empty
 	r, w int
 
-	deadline time.Time // the read deadline last set
+	// lastRead is when bytes last arrived, in Unix nanoseconds.
+	lastRead atomic.Int64
 
 	fillErr error
 	fillFn  func(fd uintptr) bool // s.fillRaw, made once
@@ -39,8 +40,9 @@ type socketReader struct {
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, DefaultBufferSize); return &b }}
 
-func (s *socketReader) init(nc net.Conn, idle time.Duration, size int, pending []byte) {
-	s.nc, s.idle, s.size, s.pending = nc, idle, size, pending
+func (s *socketReader) init(nc net.Conn, size int, pending []byte) {
+	s.nc, s.size, s.pending = nc, size, pending
+	s.touch()
 	if sc, ok := nc.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			s.raw = raw
@@ -84,8 +86,11 @@ func (s *socketReader) Read(p []byte) (int, error) {
 	if s.r == s.w {
 		if len(p) >= s.size {
 			// Big enough to read into directly.
-			s.armDeadline()
-			return s.nc.Read(p)
+			n, err := s.nc.Read(p)
+			if n > 0 {
+				s.touch()
+			}
+			return n, err
 		}
 		if err := s.fill(); err != nil {
 			return 0, err
@@ -99,29 +104,22 @@ func (s *socketReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// armDeadline moves the read deadline to now+idle, unless it is nearly there
-// already: the silence allowed is then between 7/8 of idle and idle, for far
-// fewer calls into the runtime's timers.
-func (s *socketReader) armDeadline() {
-	if s.idle <= 0 {
-		return
-	}
-	now := time.Now()
-	if s.deadline.Sub(now) > s.idle-s.idle/8 {
-		return
-	}
-	s.deadline = now.Add(s.idle)
-	s.nc.SetReadDeadline(s.deadline)
-}
+// hasBuffered reports whether a read can be served without the socket.
+func (s *socketReader) hasBuffered() bool { return s.r < s.w || len(s.pending) > 0 }
+
+// touch records that the peer is alive now.
+func (s *socketReader) touch() { s.lastRead.Store(time.Now().UnixNano()) }
 
 // fill reads at least one byte into a buffer.
 func (s *socketReader) fill() error {
-	s.armDeadline()
 	if s.raw != nil {
 		s.fillErr = nil
 		if err := s.raw.Read(s.fillFn); err != nil {
 			s.release()
 			return err
+		}
+		if s.fillErr == nil {
+			s.touch()
 		}
 		return s.fillErr
 	}
@@ -129,6 +127,7 @@ func (s *socketReader) fill() error {
 	n, err := s.nc.Read(*s.buf)
 	if n > 0 {
 		s.r, s.w = 0, n
+		s.touch()
 		return nil
 	}
 	s.release()
