@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"unicode/utf8"
 )
 
 // A Packer turns values into frames and back. Both ends of a connection must
@@ -41,8 +42,27 @@ func (JSON) Binary() bool { return false }
 // Marshal is json.Marshal.
 func (JSON) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
 
-// Unmarshal is json.Unmarshal.
-func (JSON) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+// Unmarshal is json.Unmarshal, with a fast path for a plain string (no
+// escapes) into a *string, the shape of every event id and callback id.
+func (JSON) Unmarshal(data []byte, v any) error {
+	if sp, ok := v.(*string); ok && len(data) >= 2 && data[0] == '"' && data[len(data)-1] == '"' {
+		inner := data[1 : len(data)-1]
+		if bytes.IndexByte(inner, '\\') < 0 && bytes.IndexByte(inner, '"') < 0 && utf8.Valid(inner) && !hasControl(inner) {
+			*sp = string(inner)
+			return nil
+		}
+	}
+	return json.Unmarshal(data, v)
+}
+
+func hasControl(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 {
+			return true
+		}
+	}
+	return false
+}
 
 // AppendArray writes [e0,e1,...].
 func (JSON) AppendArray(dst []byte, elems ...[]byte) []byte {
@@ -58,19 +78,51 @@ func (JSON) AppendArray(dst []byte, elems ...[]byte) []byte {
 
 var errNotArray = errors.New("not an array")
 
-// SplitArray returns the raw elements of a JSON array.
+var errInvalidJSON = errors.New("invalid JSON")
+
+// SplitArray returns the elements of a JSON array as sub-slices of data,
+// without copying: it checks the whole array once, then cuts it at the
+// commas of its top level.
 func (JSON) SplitArray(data []byte) ([][]byte, error) {
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 || data[0] != '[' {
 		return nil, errNotArray
 	}
-	var raws []json.RawMessage
-	if err := json.Unmarshal(data, &raws); err != nil {
-		return nil, err
+	if !json.Valid(data) {
+		return nil, errInvalidJSON
 	}
-	out := make([][]byte, len(raws))
-	for i, r := range raws {
-		out[i] = r
+	body := data[1 : len(data)-1] // valid, so it ends with ']'
+	if len(bytes.TrimSpace(body)) == 0 {
+		return [][]byte{}, nil
 	}
-	return out, nil
+	var (
+		out   = make([][]byte, 0, 2)
+		depth int
+		inStr bool
+		esc   bool
+		start int
+	)
+	for i, c := range body {
+		switch {
+		case esc:
+			esc = false
+		case inStr:
+			switch c {
+			case '\\':
+				esc = true
+			case '"':
+				inStr = false
+			}
+		case c == '"':
+			inStr = true
+		case c == '[' || c == '{':
+			depth++
+		case c == ']' || c == '}':
+			depth--
+		case c == ',' && depth == 0:
+			out = append(out, bytes.TrimSpace(body[start:i]))
+			start = i + 1
+		}
+	}
+	return append(out, bytes.TrimSpace(body[start:])), nil
 }
