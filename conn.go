@@ -70,7 +70,10 @@ var (
 	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, DefaultBufferSize) }}
 )
 
-func newConn(nc net.Conn, cfg *config, server bool, in chan<- Message, out <-chan Message, errs chan<- error, stop <-chan struct{}) *conn {
+// newConn sets up a connection. pending holds bytes the handshake already read
+// past its end (a client may send frames right behind its request); they are
+// read before the socket.
+func newConn(nc net.Conn, cfg *config, server bool, pending []byte, in chan<- Message, out <-chan Message, errs chan<- error, stop <-chan struct{}) *conn {
 	c := &conn{
 		nc:         nc,
 		cfg:        cfg,
@@ -85,18 +88,16 @@ func newConn(nc net.Conn, cfg *config, server bool, in chan<- Message, out <-cha
 		readDone:   make(chan struct{}),
 		writerDone: make(chan struct{}),
 	}
+	c.rd.init(nc, cfg.readBufSize, pending)
 	if cfg.pingInterval > 0 {
 		c.nextPing.Store(time.Now().Add(cfg.pingInterval).UnixNano())
+		// Under mu, which keepalive takes, so that a callback that
+		// fires at once sees the timer.
+		c.mu.Lock()
 		c.ping = time.AfterFunc(cfg.pingInterval, c.keepalive)
+		c.mu.Unlock()
 	}
 	return c
-}
-
-// attachReader sets up reading. pending holds bytes the handshake already
-// read past its end (a client may send frames right behind its request); they
-// are read before the socket.
-func (c *conn) attachReader(pending []byte) {
-	c.rd.init(c.nc, c.cfg.readBufSize, pending)
 }
 
 // buffered returns the bytes a bufio.Reader holds, copied, or nil.
@@ -114,8 +115,7 @@ func dialConn(nc net.Conn, cfg *config, server bool, pending []byte) *Conn {
 	in := make(chan Message, cfg.inBuf)
 	out := make(chan Message, cfg.outBuf)
 	errs := make(chan error, 1)
-	c := newConn(nc, cfg, server, in, out, errs, nil)
-	c.attachReader(pending)
+	c := newConn(nc, cfg, server, pending, in, out, errs, nil)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -226,17 +226,6 @@ func (c *conn) readLoop() {
 		discard bool
 	)
 	for {
-		// Wait for the next frame here, high in the stack, rather than
-		// deep in the header read: an idle connection's reader then parks
-		// with a shallow stack, which the runtime can shrink to its least.
-		if !c.rd.hasBuffered() {
-			if err := c.rd.fill(); err != nil {
-				if !discard {
-					c.readFailed(err)
-				}
-				return
-			}
-		}
 		h, err := ws.ReadHeaderBuffer(&c.rd, c.rhdr[:])
 		if err != nil {
 			if !discard {
@@ -534,7 +523,10 @@ func (c *conn) keepalive() {
 	if silentUntil.After(now) && silentUntil.Before(next) {
 		next = silentUntil
 	}
-	c.ping.Reset(next.Sub(now))
+	c.mu.Lock()
+	ping := c.ping
+	c.mu.Unlock()
+	ping.Reset(next.Sub(now))
 }
 
 // servePending writes a due ping or pong and carries out a requested close.

@@ -54,8 +54,7 @@ func (u *Upgrader) Listener(in chan<- Message, out <-chan Message, errs chan<- e
 			}()
 			return
 		}
-		c := newConn(nc, &cfg, true, in, out, errs, nil)
-		c.attachReader(pending)
+		c := newConn(nc, &cfg, true, pending, in, out, errs, nil)
 		go c.run()
 	})
 }

@@ -104,9 +104,6 @@ func (s *socketReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// hasBuffered reports whether a read can be served without the socket.
-func (s *socketReader) hasBuffered() bool { return s.r < s.w || len(s.pending) > 0 }
-
 // touch records that the peer is alive now.
 func (s *socketReader) touch() { s.lastRead.Store(time.Now().UnixNano()) }
 
