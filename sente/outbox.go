@@ -12,7 +12,7 @@ import (
 type outbox struct {
 	mu     sync.Mutex
 	items  []outItem
-	first  time.Time // when the oldest event waiting for its batch came
+	first  time.Time // when the oldest event waiting for its batch came; zero when none waits
 	flush  bool      // send what waits now
 	limit  int
 	closed bool
@@ -32,7 +32,7 @@ func (o *outbox) put(it outItem, flush bool) bool {
 		o.mu.Unlock()
 		return false
 	}
-	if !it.frame && !o.hasEventsLocked() {
+	if !it.frame && o.first.IsZero() {
 		o.first = time.Now()
 	}
 	o.items = append(o.items, it)
@@ -46,15 +46,6 @@ func (o *outbox) put(it outItem, flush bool) bool {
 		}
 	}
 	return true
-}
-
-func (o *outbox) hasEventsLocked() bool {
-	for _, it := range o.items {
-		if !it.frame {
-			return true
-		}
-	}
-	return false
 }
 
 // setWake makes wake the channel signalled when something is queued, and
@@ -90,6 +81,7 @@ func (o *outbox) take(w wire, window time.Duration) (frames [][]byte, wait time.
 	items := o.items
 	o.items = nil
 	o.flush = false
+	o.first = time.Time{}
 	o.mu.Unlock()
 
 	var events [][]byte
@@ -133,5 +125,6 @@ func (o *outbox) close() {
 	o.mu.Lock()
 	o.closed = true
 	o.items = nil
+	o.first = time.Time{}
 	o.mu.Unlock()
 }
