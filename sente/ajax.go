@@ -55,14 +55,18 @@ func (s *Server) servePoll(w http.ResponseWriter, r *http.Request, clientID, uid
 	s.mu.Lock()
 	c := s.clients[clientID]
 	known := c != nil && c.uid == uid
+	stranger := c != nil && c.uid != uid
 	s.mu.Unlock()
+	_, resuming := resumeFrom(r)
 
 	l := s.attach(clientID, uid, r, true)
 	defer s.detach(l)
-	if !known || r.URL.Query().Has("handshake") {
+	if stranger || (!known && !resuming) || l.lost || r.URL.Query().Has("handshake") {
 		// A client the server does not know (new, or after a restart or a
-		// login) learns its user id first.
-		hs, err := s.handshake(r, uid)
+		// login) learns its user id first; one whose missed pushes are
+		// lost learns it too. A client that gives its position may have
+		// polled another node last: its pushes are replayed here.
+		hs, err := s.handshake(r, uid, l)
 		if err != nil {
 			http.Error(w, http.StatusText(http.StatusInternalServerError), http.StatusInternalServerError)
 			return
@@ -95,7 +99,14 @@ func (s *Server) servePoll(w http.ResponseWriter, r *http.Request, clientID, uid
 			}
 			return
 		case <-poll.C:
-			s.writeFrame(w, s.marker(replyTimeout))
+			// An idle poll carries the node's position (see take).
+			if at := s.last(); l.c.box.idle() && !at.IsZero() {
+				pv, _ := s.w.p.Marshal(replyTimeout)
+				pos, _ := s.w.p.Marshal(at.String())
+				s.writeFrame(w, s.w.p.AppendArray(nil, pv, s.w.null, pos))
+			} else {
+				s.writeFrame(w, s.marker(replyTimeout))
+			}
 			return
 		case <-r.Context().Done():
 			return
@@ -103,7 +114,7 @@ func (s *Server) servePoll(w http.ResponseWriter, r *http.Request, clientID, uid
 			s.writeFrame(w, s.closeFrame(wsasync.Closed(CodeRestart, "server shutting down")))
 			return
 		}
-		frames, wait := l.c.box.take(s.w, s.ajaxWindow)
+		frames, wait := l.c.box.take(s.w, s.ajaxWindow, s.last())
 		if len(frames) > 0 {
 			// One response carries one frame; anything after the first
 			// (a reply queued for a WebSocket connection of this client)

@@ -224,7 +224,7 @@ func wantHandshake(t *testing.T, r ajaxResp, uid string) json.RawMessage {
 	f := r.frame(t)
 	var ev, args []json.RawMessage
 	if f.CB != nil || json.Unmarshal(f.Payload, &ev) != nil || len(ev) != 2 || string(ev[0]) != `"chsk/handshake"` ||
-		json.Unmarshal(ev[1], &args) != nil || len(args) != 3 || string(args[1]) != "null" {
+		json.Unmarshal(ev[1], &args) != nil || len(args) != 5 || string(args[1]) != "null" {
 		t.Fatalf("answer %s, want the handshake [[\"chsk/handshake\", [uid, null, data]], null]", f.Raw)
 	}
 	var got string

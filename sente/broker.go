@@ -2,7 +2,13 @@ package sente
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 )
 
@@ -16,6 +22,54 @@ const (
 	ToAll                      // every connection
 )
 
+// A Position is a place in the log of pushes that a broker keeps for the
+// whole cluster. Every push gets the next position when it is published; a
+// client remembers the position of the last push it received and gives it
+// back when it reconnects, to any node, to receive what it missed.
+type Position struct {
+	// Epoch names one history. A broker that lost its history (a restart
+	// without persistence) starts a new epoch, and positions of an older
+	// one can no longer be resumed.
+	Epoch string
+	// Seq grows with every push within an epoch; 0 is before the first.
+	Seq uint64
+}
+
+// IsZero reports whether p is no position at all.
+func (p Position) IsZero() bool { return p.Epoch == "" && p.Seq == 0 }
+
+// String packs p as "<epoch>.<seq>", the form clients keep (see
+// PROTOCOL.md).
+func (p Position) String() string {
+	if p.IsZero() {
+		return ""
+	}
+	return p.Epoch + "." + strconv.FormatUint(p.Seq, 10)
+}
+
+// ErrBadPosition reports a position that is not "<epoch>.<seq>".
+var ErrBadPosition = errors.New("sente: malformed position")
+
+// ParsePosition reads a position made by [Position.String].
+func ParsePosition(s string) (Position, error) {
+	i := strings.LastIndexByte(s, '.')
+	if i <= 0 || i > 64 {
+		return Position{}, fmt.Errorf("%w: %q", ErrBadPosition, s)
+	}
+	seq, err := strconv.ParseUint(s[i+1:], 10, 64)
+	if err != nil {
+		return Position{}, fmt.Errorf("%w: %q", ErrBadPosition, s)
+	}
+	return Position{Epoch: s[:i], Seq: seq}, nil
+}
+
+// NewEpoch returns a random epoch name, for brokers starting a history.
+func NewEpoch() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
 // A Push is one event on its way to connections, on every node.
 type Push struct {
 	Target Target
@@ -25,68 +79,136 @@ type Push struct {
 	Event []byte
 	// Flush sends it without waiting for the batching window.
 	Flush bool
+	// Pos is the push's place in the log, set by the broker when it
+	// delivers the push; zero on a push that is not in the log.
+	Pos Position
+}
+
+// PresenceKind says what a [Presence] change is.
+type PresenceKind uint8
+
+// Presence changes a broker reports on its own.
+const (
+	// ClientGone: a client of another node left presence because that
+	// node stopped (its liveness expired); UserClosed tells whether its
+	// user has no client left.
+	ClientGone PresenceKind = iota + 1
+	// UserOpened: a connection of this node that the broker could not
+	// record during an outage was recorded afterwards, and its user had no
+	// client before.
+	UserOpened
+)
+
+// Presence is a change of presence that the broker decided itself rather
+// than in answer to Connect or Disconnect. Exactly one node is told of each.
+type Presence struct {
+	Kind       PresenceKind
+	UserID     string
+	ClientID   string
+	UserClosed bool // with ClientGone
+}
+
+// Handler receives what a broker delivers to one node.
+type Handler struct {
+	// Push receives every push published by any node, this one included,
+	// in log order, from one goroutine at a time. It must not block for
+	// long.
+	Push func(Push)
+	// Presence receives the changes the broker decided itself. It may be
+	// nil.
+	Presence func(Presence)
 }
 
 // A Broker carries pushes and presence between the nodes that serve one
-// application. The default, [MemoryBroker], serves a single process; brokers
-// on Redis or NATS let several nodes share users.
+// application, and keeps the recent log of pushes for clients that resume.
+// The default, [MemoryBroker], serves a single process; the modules
+// github.com/wsasync/wsasync/broker/redis and .../broker/nats let several
+// nodes share users. One Broker value serves one Server: it stands for the
+// node in the cluster.
 //
 // Presence is counted per client: Connect and Disconnect report when a user
 // gains its first client or loses its last one anywhere, so that exactly one
-// node reports each change.
+// node reports each change. A client belongs to the node that connected it
+// last; Disconnect from another node leaves it alone.
 type Broker interface {
-	// Subscribe makes deliver receive every push published by any node,
-	// until ctx ends. deliver must not block for long.
-	Subscribe(ctx context.Context, deliver func(Push)) error
-	// Publish sends p to every subscribed node, this one included.
+	// Subscribe starts delivery to h until ctx ends. It returns the
+	// position of the last push published before it: every later push
+	// reaches h.Push.
+	Subscribe(ctx context.Context, h Handler) (Position, error)
+	// Publish appends p to the log and sends it to every subscribed node.
 	Publish(ctx context.Context, p Push) error
-	// Connect records a client of uid; opened reports that uid had no
-	// client before.
+	// Connect records a client of uid on this node; opened reports that
+	// uid had no client before.
 	Connect(ctx context.Context, uid, clientID string) (opened bool, err error)
-	// Disconnect forgets a client of uid; closed reports that uid has no
-	// client left.
+	// Disconnect forgets a client of uid if it is this node's; closed
+	// reports that uid has no client left.
 	Disconnect(ctx context.Context, uid, clientID string) (closed bool, err error)
 	// Users returns the ids of the users with at least one client.
 	Users(ctx context.Context) ([]string, error)
+	// Replay calls fn with every push after from up to and including to,
+	// in order. lost reports that the log no longer reaches back to from
+	// (it was trimmed, or from is of another epoch): pushes may be
+	// missing.
+	Replay(ctx context.Context, from, to Position, fn func(Push)) (lost bool, err error)
 }
 
-// MemoryBroker is the broker of a single process. Its zero value is ready to
-// use.
+// MemoryBroker is the broker of a single process, for one Server. Its zero
+// value is ready to use. It keeps no history of its own: the server's
+// recent log covers every push since it started.
 type MemoryBroker struct {
 	mu      sync.Mutex
-	subs    map[*func(Push)]struct{}
+	epoch   string
+	seq     uint64
+	subs    map[*Handler]struct{}
 	clients map[string]map[string]struct{} // uid → client ids
 }
 
-// Subscribe registers deliver until ctx ends.
-func (b *MemoryBroker) Subscribe(ctx context.Context, deliver func(Push)) error {
-	key := &deliver
+func (b *MemoryBroker) initLocked() {
+	if b.epoch == "" {
+		b.epoch = NewEpoch()
+	}
+}
+
+// Subscribe registers h until ctx ends.
+func (b *MemoryBroker) Subscribe(ctx context.Context, h Handler) (Position, error) {
+	key := &h
 	b.mu.Lock()
+	b.initLocked()
 	if b.subs == nil {
-		b.subs = make(map[*func(Push)]struct{})
+		b.subs = make(map[*Handler]struct{})
 	}
 	b.subs[key] = struct{}{}
+	pos := Position{Epoch: b.epoch, Seq: b.seq}
 	b.mu.Unlock()
 	context.AfterFunc(ctx, func() {
 		b.mu.Lock()
 		delete(b.subs, key)
 		b.mu.Unlock()
 	})
+	return pos, nil
+}
+
+// Publish numbers p and calls every subscriber in the caller's goroutine,
+// one push at a time so that they see the log's order.
+func (b *MemoryBroker) Publish(ctx context.Context, p Push) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.initLocked()
+	b.seq++
+	p.Pos = Position{Epoch: b.epoch, Seq: b.seq}
+	for h := range b.subs {
+		h.Push(p)
+	}
 	return nil
 }
 
-// Publish calls every subscriber's deliver in the caller's goroutine.
-func (b *MemoryBroker) Publish(ctx context.Context, p Push) error {
+// Replay has nothing to replay: it reports lost when pushes were made after
+// from (a server resumes from its own log before it asks).
+func (b *MemoryBroker) Replay(ctx context.Context, from, to Position, fn func(Push)) (bool, error) {
 	b.mu.Lock()
-	subs := make([]func(Push), 0, len(b.subs))
-	for f := range b.subs {
-		subs = append(subs, *f)
-	}
-	b.mu.Unlock()
-	for _, f := range subs {
-		f(p)
-	}
-	return nil
+	defer b.mu.Unlock()
+	b.initLocked()
+	return from.Epoch != b.epoch || from.Seq < to.Seq, nil
 }
 
 // Connect records a client.

@@ -112,6 +112,10 @@ type State struct {
 	UserID string
 	// HandshakeData is the data of the last handshake (nil when none).
 	HandshakeData Raw
+	// Lost reports that the last handshake resumed the client past the
+	// server's history: pushes made while it was away may be missing.
+	// (Without it, a reconnect delivers every push missed, in order, once.)
+	Lost bool
 	// LastClose is how the last connection or attempt ended; nil before
 	// any did.
 	LastClose *CloseInfo
@@ -154,6 +158,7 @@ type Client struct {
 	statesClosed bool
 	cur          *clientConn // the open connection; nil when not open
 	pending      map[string]chan Raw
+	pos          string // after the last push received: given back when reconnecting
 }
 
 // clientConn is one connection of the client.
@@ -596,11 +601,16 @@ func (c *Client) session() outcome {
 			c.release(l, nil)
 			return c.ended(l, <-l.errs, false)
 		}
-		uid, data, err := c.handshake(m.Data)
+		uid, data, at, lost, err := c.handshake(m.Data)
 		if err != nil {
 			return c.refuse(l, err)
 		}
 		l.uid = uid
+		if at != "" {
+			c.mu.Lock()
+			c.pos = at
+			c.mu.Unlock()
+		}
 		c.update(func(s *State) {
 			l.opened = time.Now()
 			c.cur = l
@@ -609,6 +619,7 @@ func (c *Client) session() outcome {
 			s.EverOpened = true
 			s.UserID = uid
 			s.HandshakeData = data
+			s.Lost = lost
 			s.Attempt = 0
 		})
 		c.log.Debug("sente: connected", "url", c.url, "uid", uid)
@@ -660,7 +671,13 @@ func (c *Client) dial(ctx context.Context) (*wsasync.Conn, error) {
 		Header:       h,
 		Subprotocols: []string{subprotocol(c.w.p)},
 	}
-	return d.Dial(ctx, c.url)
+	u := c.url
+	c.mu.Lock()
+	if c.pos != "" {
+		u += "&pos=" + url.QueryEscape(c.pos) // resume after the last push received
+	}
+	c.mu.Unlock()
+	return d.Dial(ctx, u)
 }
 
 // refuse closes a connection whose server broke the protocol before the
@@ -729,36 +746,57 @@ func (c *Client) ended(l *clientConn, err error, opened bool) outcome {
 	return o
 }
 
-// handshake reads the first frame: [["chsk/handshake", [uid, null, data]], null].
-func (c *Client) handshake(frame []byte) (uid string, data Raw, err error) {
-	payload, cb, err := c.w.unframe(frame)
+// handshake reads the first frame:
+// [["chsk/handshake", [uid, null, data, pos, lost]], null] (servers that keep
+// no log send the first three).
+func (c *Client) handshake(frame []byte) (uid string, data Raw, pos string, lost bool, err error) {
+	payload, cb, _, err := c.unframe(frame)
 	if err != nil {
-		return "", nil, err
+		return "", nil, "", false, err
 	}
 	id, args, err := c.w.unevent(payload)
 	if err != nil || cb != "" || id != EventHandshake {
-		return "", nil, errors.New("sente: the first frame is not a handshake")
+		return "", nil, "", false, errors.New("sente: the first frame is not a handshake")
 	}
 	parts, err := c.w.p.SplitArray(args)
 	if err != nil || len(parts) < 1 {
-		return "", nil, errors.New("sente: handshake arguments must be [uid, csrf, data]")
+		return "", nil, "", false, errors.New("sente: handshake arguments must be [uid, csrf, data, pos, lost]")
 	}
 	if !c.w.isNull(parts[0]) {
 		if err := c.w.p.Unmarshal(parts[0], &uid); err != nil {
-			return "", nil, fmt.Errorf("sente: handshake user id: %w", err)
+			return "", nil, "", false, fmt.Errorf("sente: handshake user id: %w", err)
 		}
 	}
 	if len(parts) >= 3 && !c.w.isNull(parts[2]) {
 		data = parts[2]
 	}
-	return uid, data, nil
+	if len(parts) >= 5 {
+		if c.w.p.Unmarshal(parts[3], &pos) != nil || c.w.p.Unmarshal(parts[4], &lost) != nil {
+			return "", nil, "", false, errors.New("sente: handshake position must be a string and lost a boolean")
+		}
+	}
+	return uid, data, pos, lost, nil
+}
+
+// unframe splits a frame from the server: [payload, cb], or [payload, null,
+// pos] for a batch of pushes that moves the client along the log.
+func (c *Client) unframe(frame []byte) (payload []byte, cb, pos string, err error) {
+	parts, err := c.w.p.SplitArray(frame)
+	if err == nil && len(parts) == 3 && c.w.isNull(parts[1]) {
+		if c.w.p.Unmarshal(parts[2], &pos) != nil {
+			return nil, "", "", fmt.Errorf("%w: position must be a string", errBadPackage)
+		}
+		return parts[0], "", pos, nil
+	}
+	payload, cb, err = c.w.unframe(frame)
+	return payload, cb, "", err
 }
 
 // receive handles a frame of an open connection: a reply, or a batch of
 // pushes. It reports false when Close came while it waited for room on
 // Events.
 func (c *Client) receive(l *clientConn, m wsasync.Message) bool {
-	payload, cb, err := c.w.unframe(m.Data)
+	payload, cb, pos, err := c.unframe(m.Data)
 	if err != nil {
 		c.log.Warn("sente: bad frame from the server", "err", err, "len", len(m.Data))
 		return true
@@ -776,12 +814,20 @@ func (c *Client) receive(l *clientConn, m wsasync.Message) bool {
 		return true
 	}
 	parts, err := c.w.p.SplitArray(payload)
-	if err != nil || len(parts) == 0 {
+	if err != nil || (len(parts) == 0 && pos == "") {
 		c.log.Warn("sente: bad push from the server: not an event or a batch", "len", len(payload))
 		return true
 	}
+	if pos != "" {
+		// Once the batch is handed over, the client is at pos.
+		defer func() {
+			c.mu.Lock()
+			c.pos = pos
+			c.mu.Unlock()
+		}()
+	}
 	var first string
-	if c.w.p.Unmarshal(parts[0], &first) == nil {
+	if len(parts) > 0 && c.w.p.Unmarshal(parts[0], &first) == nil {
 		parts = [][]byte{payload} // one event, not a batch
 	}
 	for _, p := range parts {

@@ -12,6 +12,7 @@ import (
 type outbox struct {
 	mu     sync.Mutex
 	items  []outItem
+	floor  Position  // pushes of its epoch up to it were sent or replayed: later copies are dropped
 	first  time.Time // when the oldest event waiting for its batch came; zero when none waits
 	flush  bool      // send what waits now
 	limit  int
@@ -22,6 +23,7 @@ type outbox struct {
 type outItem struct {
 	data  []byte // a packed event, or a whole frame for a reply
 	frame bool
+	pos   Position // a push's place in the log; zero for replies and unlogged pushes
 }
 
 // put queues it. It reports false when the queue is full (the client is too
@@ -31,6 +33,10 @@ func (o *outbox) put(it outItem, flush bool) bool {
 	if o.closed || len(o.items) >= o.limit {
 		o.mu.Unlock()
 		return false
+	}
+	if o.floor.covers(it.pos) {
+		o.mu.Unlock()
+		return true // replayed already
 	}
 	if !it.frame && o.first.IsZero() {
 		o.first = time.Now()
@@ -65,8 +71,10 @@ func (o *outbox) setWake(wake chan struct{}) {
 
 // take returns the frames due at now: every item once a flush is asked for or
 // the oldest event's window has passed. Otherwise it returns how long until
-// the window ends (0 when nothing waits).
-func (o *outbox) take(w wire, window time.Duration) (frames [][]byte, wait time.Duration) {
+// the window ends (0 when nothing waits). seen is a position up to which
+// every push for the client was queued before take: the last batch carries
+// it, so that a client that gets no pushes still moves along the log.
+func (o *outbox) take(w wire, window time.Duration, seen Position) (frames [][]byte, wait time.Duration) {
 	o.mu.Lock()
 	if len(o.items) == 0 {
 		o.mu.Unlock()
@@ -84,22 +92,58 @@ func (o *outbox) take(w wire, window time.Duration) (frames [][]byte, wait time.
 	o.first = time.Time{}
 	o.mu.Unlock()
 
-	var events [][]byte
+	var (
+		events [][]byte
+		last   Position // of the batch's last logged push
+	)
 	for _, it := range items {
 		if !it.frame {
 			events = append(events, it.data)
+			if it.pos.Seq != 0 {
+				last = it.pos
+			}
 			continue
 		}
 		if len(events) > 0 {
-			frames = append(frames, w.batch(events))
-			events = nil
+			frames = append(frames, w.batch(events, last))
+			events, last = nil, Position{}
 		}
 		frames = append(frames, it.data)
 	}
 	if len(events) > 0 {
-		frames = append(frames, w.batch(events))
+		if seen.Epoch == last.Epoch && seen.Seq > last.Seq {
+			last = seen
+		}
+		frames = append(frames, w.batch(events, last))
 	}
 	return frames, 0
+}
+
+// resume replaces the pushes that wait by replayed, the client's pushes after
+// its position up to floor, followed by what waits after floor; pushes up to
+// floor that come later are dropped. Replies stay, in their place relative
+// to the pushes that stay.
+func (o *outbox) resume(replayed []outItem, floor Position) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return
+	}
+	items := make([]outItem, 0, len(replayed)+len(o.items))
+	items = append(items, replayed...)
+	for _, it := range o.items {
+		if !floor.covers(it.pos) {
+			items = append(items, it)
+		}
+	}
+	o.items = items
+	o.floor = floor
+	if len(items) > 0 {
+		o.flush = true
+		if o.first.IsZero() {
+			o.first = time.Now()
+		}
+	}
 }
 
 // requeue puts frames taken but not sent back at the head of the queue,
@@ -120,6 +164,13 @@ func (o *outbox) requeue(frames [][]byte) {
 	o.mu.Unlock()
 }
 
+// idle reports that nothing waits.
+func (o *outbox) idle() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.items) == 0
+}
+
 // close drops what waits and refuses more.
 func (o *outbox) close() {
 	o.mu.Lock()
@@ -127,4 +178,9 @@ func (o *outbox) close() {
 	o.items = nil
 	o.first = time.Time{}
 	o.mu.Unlock()
+}
+
+// covers reports whether push position p is at or before f, in f's epoch.
+func (f Position) covers(p Position) bool {
+	return p.Seq != 0 && p.Epoch == f.Epoch && p.Seq <= f.Seq
 }

@@ -142,6 +142,8 @@ type rawClient struct {
 	// From the handshake frame.
 	UID           string
 	HandshakeData json.RawMessage
+	Pos           string // the position the handshake placed the client at
+	Lost          bool   // the handshake says pushes were lost
 
 	outOnce sync.Once
 }
@@ -194,13 +196,16 @@ func (ts *testServer) dialWith(t *testing.T, q url.Values, o dialOpts) (*rawClie
 		t.Fatalf("first frame is not a handshake: %s", f.Raw)
 	}
 	var args []json.RawMessage
-	if err := json.Unmarshal(ev[1], &args); err != nil || len(args) != 3 || string(args[1]) != "null" {
-		t.Fatalf("handshake arguments are not [uid, null, data]: %s", f.Raw)
+	if err := json.Unmarshal(ev[1], &args); err != nil || len(args) != 5 || string(args[1]) != "null" {
+		t.Fatalf("handshake arguments are not [uid, null, data, pos, lost]: %s", f.Raw)
 	}
 	if err := json.Unmarshal(args[0], &rc.UID); err != nil {
 		t.Fatalf("handshake uid is not a string: %s", f.Raw)
 	}
 	rc.HandshakeData = args[2]
+	if json.Unmarshal(args[3], &rc.Pos) != nil || json.Unmarshal(args[4], &rc.Lost) != nil {
+		t.Fatalf("handshake position is not a string and lost a boolean: %s", f.Raw)
+	}
 	return rc, nil
 }
 
@@ -254,11 +259,12 @@ func (ts *testServer) handshakeResponse(t *testing.T, q url.Values, h http.Heade
 	return resp.StatusCode, string(body)
 }
 
-// frame is a received envelope [payload, cb].
+// frame is a received envelope [payload, cb], or [payload, null, pos].
 type frame struct {
 	Raw     []byte
 	Payload json.RawMessage
 	CB      *string // nil for null
+	Pos     string  // "" when absent
 }
 
 // pushed is one event [id] or [id, data] of a push batch.
@@ -270,10 +276,15 @@ type pushed struct {
 func decodeFrame(t *testing.T, data []byte) frame {
 	t.Helper()
 	var env []json.RawMessage
-	if err := json.Unmarshal(data, &env); err != nil || len(env) != 2 {
-		t.Fatalf("frame is not [payload, cb]: %q", data)
+	if err := json.Unmarshal(data, &env); err != nil || len(env) < 2 || len(env) > 3 {
+		t.Fatalf("frame is not [payload, cb] or [payload, null, pos]: %q", data)
 	}
 	f := frame{Raw: data, Payload: env[0]}
+	if len(env) == 3 {
+		if string(env[1]) != "null" || json.Unmarshal(env[2], &f.Pos) != nil || f.Pos == "" {
+			t.Fatalf("frame is not [payload, null, pos]: %q", data)
+		}
+	}
 	if string(env[1]) != "null" {
 		var cb string
 		if err := json.Unmarshal(env[1], &cb); err != nil {

@@ -51,6 +51,13 @@ type Options struct {
 	// MemoryBroker of this server's own.
 	Broker Broker
 
+	// Resume is how many of the latest pushes this node keeps in memory so
+	// that a client that reconnects, here or after another node's
+	// connection dropped, gets what it missed (see PROTOCOL.md, resuming).
+	// Older gaps are asked of the broker, whose history is bounded too.
+	// Zero means 4096; negative keeps none.
+	Resume int
+
 	// SendWindow is how long a push waits for others to join its batch.
 	// Zero means 30 ms; negative sends each push at once.
 	SendWindow time.Duration
@@ -119,6 +126,7 @@ type Server struct {
 	pollTimeout time.Duration
 
 	mu       sync.Mutex
+	hist     recent                        // the latest pushes, for resuming clients
 	clients  map[string]*client            // by client id
 	users    map[string]map[string]*client // uid → client id → client
 	closing  bool
@@ -144,6 +152,8 @@ type client struct {
 type link struct {
 	c    *client
 	gen  uint64
+	at   Position // the client's position once attached, for its handshake
+	lost bool     // pushes the client missed could not be found
 	req  *http.Request
 	ajax bool                 // a long-poll rather than a WebSocket
 	wake chan struct{}        // the outbox has something
@@ -193,9 +203,15 @@ func NewServer(opts Options) *Server {
 	s.clients = make(map[string]*client)
 	s.users = make(map[string]map[string]*client)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	if err := s.broker.Subscribe(s.ctx, s.deliver); err != nil {
+	size := opts.Resume
+	if size == 0 {
+		size = 4096
+	}
+	start, err := s.broker.Subscribe(s.ctx, Handler{Push: s.deliver, Presence: s.presence})
+	if err != nil {
 		s.log.Error("sente: broker subscription failed", "err", err)
 	}
+	s.hist.reset(start, max(size, 0))
 	return s
 }
 
@@ -323,8 +339,10 @@ func csrfToken(r *http.Request) string {
 }
 
 // attach makes l the live connection of its client id, replacing an older
-// one, and reports the client's arrival.
+// one, and reports the client's arrival. A client that gives a position
+// (resume) first gets the pushes it missed since.
 func (s *Server) attach(clientID, uid string, req *http.Request, ajax bool) *link {
+	from, resuming := resumeFrom(req)
 	l := &link{req: req, ajax: ajax, wake: make(chan struct{}, 1), kick: make(chan wsasync.Message, 1)}
 	var (
 		gone     *client // an entry of the same client id under another user
@@ -373,8 +391,29 @@ func (s *Server) attach(clientID, uid string, req *http.Request, ajax bool) *lin
 		l.kick <- *c.kicked
 		c.kicked = nil
 	}
+	last, start := s.hist.last, s.hist.start
+	var (
+		held   []outItem
+		inRing bool
+	)
+	switch {
+	case resuming && from.Epoch == last.Epoch:
+		inRing = s.hist.holds(from)
+		held = s.hist.since(nil, from, uid, clientID)
+	case resuming:
+		held = s.hist.since(nil, start, uid, clientID) // what is held of another history
+	case fresh:
+		c.box.floor = last // not shared yet: deliver finds c only after this section
+	}
+	l.at = last
 	s.mu.Unlock()
 
+	if resuming {
+		l.at, l.lost = s.resume(c, from, last, start, held, inRing)
+		if l.lost {
+			s.log.Warn("sente: client resumed past the history", "uid", uid, "client", clientID, "from", from.String(), "at", l.at.String())
+		}
+	}
 	c.box.setWake(l.wake)
 	switch {
 	case replaced == nil:
@@ -513,33 +552,77 @@ func (s *Server) publish(t Target, to, id string, data any, flush bool) error {
 	if err != nil {
 		return err
 	}
-	return s.broker.Publish(s.ctx, Push{Target: t, To: to, Event: ev, Flush: flush})
+	p := Push{Target: t, To: to, Event: ev, Flush: flush}
+	if err := s.broker.Publish(s.ctx, p); err != nil {
+		// The broker is away: this node's connections still get it, out
+		// of the log (a client that resumes later cannot be given it).
+		s.deliverLocal(p)
+		return fmt.Errorf("%w: %w", ErrBroker, err)
+	}
+	return nil
 }
 
-// deliver queues a push for the local clients it addresses.
+// ErrBroker reports a push the broker did not take: it reached the
+// connections of this node only.
+var ErrBroker = errors.New("sente: broker unavailable, push delivered on this node only")
+
+// deliverLocal queues a push that is not in the log for the local clients.
+func (s *Server) deliverLocal(p Push) {
+	p.Pos = Position{}
+	s.deliver(p)
+}
+
+// presence reports the changes the broker decided itself.
+func (s *Server) presence(p Presence) {
+	switch p.Kind {
+	case ClientGone:
+		s.emit(&Event{ID: EventClientGone, UserID: p.UserID, ClientID: p.ClientID})
+		if p.UserClosed {
+			s.emit(&Event{ID: EventUserClose, UserID: p.UserID})
+		}
+	case UserOpened:
+		s.emit(&Event{ID: EventUserOpen, UserID: p.UserID})
+	}
+}
+
+// deliver queues a push for the local clients it addresses, and keeps it for
+// clients that resume. It queues under mu, so that whoever reads the node's
+// last position under mu knows every push up to it is queued.
 func (s *Server) deliver(p Push) {
-	var targets []*client
+	var slow []*client
+	put := func(c *client) {
+		if !c.box.put(outItem{data: p.Event, pos: p.Pos}, p.Flush) {
+			slow = append(slow, c)
+		}
+	}
 	s.mu.Lock()
+	s.hist.add(p)
 	switch p.Target {
 	case ToUser:
 		for _, c := range s.users[p.To] {
-			targets = append(targets, c)
+			put(c)
 		}
 	case ToClient:
 		if c := s.clients[p.To]; c != nil {
-			targets = append(targets, c)
+			put(c)
 		}
 	case ToAll:
 		for _, c := range s.clients {
-			targets = append(targets, c)
+			put(c)
 		}
 	}
 	s.mu.Unlock()
-	for _, c := range targets {
-		if !c.box.put(outItem{data: p.Event}, p.Flush) {
-			s.tooSlow(c)
-		}
+	for _, c := range slow {
+		s.tooSlow(c)
 	}
+}
+
+// last returns the position of the node's last push: every push up to it
+// is queued for the clients it addresses.
+func (s *Server) last() Position {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.hist.last
 }
 
 // tooSlow disconnects a client whose queue overflowed; others go on.

@@ -1000,7 +1000,7 @@ type watchBroker struct {
 	subscribed chan context.Context
 }
 
-func (b *watchBroker) Subscribe(ctx context.Context, deliver func(sente.Push)) error {
+func (b *watchBroker) Subscribe(ctx context.Context, deliver sente.Handler) (sente.Position, error) {
 	b.subscribed <- ctx
 	return b.MemoryBroker.Subscribe(ctx, deliver)
 }

@@ -109,9 +109,16 @@ func (w wire) frame(payload []byte, cb string) []byte {
 	return w.p.AppendArray(nil, payload, pcb)
 }
 
-// batch packs a batch of packed events as one frame.
-func (w wire) batch(events [][]byte) []byte {
-	return w.frame(w.p.AppendArray(nil, events...), "")
+// batch packs a batch of packed events as one frame, [[event, …], null] or,
+// when the batch holds logged pushes, [[event, …], null, pos] with the
+// position of the last.
+func (w wire) batch(events [][]byte, last Position) []byte {
+	payload := w.p.AppendArray(nil, events...)
+	if last.IsZero() {
+		return w.frame(payload, "")
+	}
+	pos, _ := w.p.Marshal(last.String())
+	return w.p.AppendArray(nil, payload, w.null, pos)
 }
 
 // errBadPackage and errBadEvent classify what a received frame got wrong.

@@ -43,7 +43,7 @@ func (s *Server) runWebSocket(l *link, uid, clientID string, r *http.Request, in
 		}
 		return wsasync.Message{Type: wsasync.TextMessage, Data: frame}
 	}
-	hs, err := s.handshake(r, uid)
+	hs, err := s.handshake(r, uid, l)
 	if err != nil {
 		out <- wsasync.Closed(wsasync.StatusInternalError, "handshake")
 		return
@@ -59,9 +59,23 @@ func (s *Server) runWebSocket(l *link, uid, clientID string, r *http.Request, in
 			timer.Stop()
 		}
 	}()
+	// The beacon moves an idle client along the log (see take), so that
+	// its position stays within the history when it resumes.
+	beacon := time.NewTicker(beaconInterval)
+	defer beacon.Stop()
+	told := l.at
 	closing := false
 	for {
 		select {
+		case <-beacon.C:
+			if closing {
+				continue
+			}
+			if at := s.last(); at != told && l.c.box.idle() {
+				told = at
+				out <- msg(s.w.batch(nil, at))
+			}
+			continue
 		case m, ok := <-in:
 			if !ok {
 				return
@@ -84,7 +98,11 @@ func (s *Server) runWebSocket(l *link, uid, clientID string, r *http.Request, in
 		if closing {
 			continue
 		}
-		frames, wait := l.c.box.take(s.w, s.window)
+		seen := s.last()
+		frames, wait := l.c.box.take(s.w, s.window, seen)
+		if len(frames) > 0 {
+			told = seen
+		}
 		for _, f := range frames {
 			select {
 			case out <- msg(f):
@@ -107,9 +125,14 @@ func (s *Server) runWebSocket(l *link, uid, clientID string, r *http.Request, in
 	}
 }
 
-// handshake packs the first frame for a client of user uid whose request is r:
-// [["chsk/handshake", [uid, null, data]], null]. A failure is logged.
-func (s *Server) handshake(r *http.Request, uid string) (hs []byte, err error) {
+// beaconInterval is how often an idle WebSocket client is told the node's
+// position.
+const beaconInterval = 15 * time.Second
+
+// handshake packs the first frame for a client of user uid whose request is r
+// and whose link is l: [["chsk/handshake", [uid, null, data, pos, lost]],
+// null]. A failure is logged.
+func (s *Server) handshake(r *http.Request, uid string, l *link) (hs []byte, err error) {
 	defer func() {
 		if err != nil {
 			s.log.Error("sente: packing handshake", "err", err)
@@ -130,7 +153,15 @@ func (s *Server) handshake(r *http.Request, uid string) (hs []byte, err error) {
 	if err != nil {
 		return nil, err
 	}
-	args := s.w.p.AppendArray(nil, puid, s.w.null, pd)
+	ppos, err := s.w.p.Marshal(l.at.String())
+	if err != nil {
+		return nil, err
+	}
+	plost, err := s.w.p.Marshal(l.lost)
+	if err != nil {
+		return nil, err
+	}
+	args := s.w.p.AppendArray(nil, puid, s.w.null, pd, ppos, plost)
 	pid, err := s.w.p.Marshal(EventHandshake)
 	if err != nil {
 		return nil, err

@@ -106,7 +106,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	tc := testClient{t, c}
 
-	// [["chsk/handshake", [uid, nil, data]], nil]
+	// [["chsk/handshake", [uid, nil, data, pos, lost]], nil]
 	env := split(t, tc.recv().Data, 2)
 	if env[1][0] != nilCode {
 		t.Fatalf("handshake cb % x", env[1])
@@ -115,7 +115,7 @@ func TestEndToEnd(t *testing.T) {
 	if id := unpack[string](t, ev[0]); id != sente.EventHandshake {
 		t.Fatalf("first event %q", id)
 	}
-	args := split(t, ev[1], 3)
+	args := split(t, ev[1], 5)
 	if uid := unpack[string](t, args[0]); uid != "alice" {
 		t.Fatalf("uid %q", uid)
 	}
@@ -161,7 +161,7 @@ func TestEndToEnd(t *testing.T) {
 	if err := s.Push("alice", "chat/msg", "hello"); err != nil {
 		t.Fatal(err)
 	}
-	env = split(t, tc.recv().Data, 2)
+	env = split(t, tc.recv().Data, 3) // [batch, nil, pos]
 	batch := split(t, env[0], 1)
 	push := split(t, batch[0], 2)
 	if unpack[string](t, push[0]) != "chat/msg" || unpack[string](t, push[1]) != "hello" || env[1][0] != nilCode {

@@ -1,0 +1,141 @@
+package sente
+
+import (
+	"context"
+	"net/http"
+)
+
+// recent is a node's log of the latest pushes: every push after start up to
+// last, at most cap of them. Guarded by the server's mu.
+type recent struct {
+	start, last Position
+	ring        []Push
+	head, n     int
+}
+
+func (r *recent) reset(start Position, size int) {
+	r.start, r.last = start, start
+	if r.ring == nil || len(r.ring) != size {
+		r.ring = make([]Push, size)
+	}
+	clear(r.ring)
+	r.head, r.n = 0, 0
+}
+
+// add records p, which follows last in the log.
+func (r *recent) add(p Push) {
+	if p.Pos.IsZero() {
+		return // not in the log: sent while the broker was away
+	}
+	if p.Pos.Epoch != r.last.Epoch {
+		// A new history: the broker delivers it from its start.
+		r.reset(Position{Epoch: p.Pos.Epoch}, len(r.ring))
+	}
+	r.last = p.Pos
+	if len(r.ring) == 0 {
+		r.start = p.Pos
+		return
+	}
+	if r.n == len(r.ring) {
+		r.start = r.ring[r.head].Pos
+		r.ring[r.head] = p
+		r.head = (r.head + 1) % len(r.ring)
+		return
+	}
+	r.ring[(r.head+r.n)%len(r.ring)] = p
+	r.n++
+}
+
+// holds reports whether every push after from is here.
+func (r *recent) holds(from Position) bool {
+	return from.Epoch == r.start.Epoch && from.Seq >= r.start.Seq
+}
+
+// since appends to out the pushes after from that match (uid, clientID).
+func (r *recent) since(out []outItem, from Position, uid, clientID string) []outItem {
+	for i := 0; i < r.n; i++ {
+		p := &r.ring[(r.head+i)%len(r.ring)]
+		if p.Pos.Seq > from.Seq && addresses(p, uid, clientID) {
+			out = append(out, outItem{data: p.Event, pos: p.Pos})
+		}
+	}
+	return out
+}
+
+// addresses reports whether push p is for the client clientID of user uid.
+func addresses(p *Push, uid, clientID string) bool {
+	switch p.Target {
+	case ToUser:
+		return p.To == uid
+	case ToClient:
+		return p.To == clientID
+	case ToAll:
+		return true
+	}
+	return false
+}
+
+// resumeFrom reads the position a client asks to resume from: the "pos"
+// query parameter. ok is false when there is none or it is malformed.
+func resumeFrom(r *http.Request) (pos Position, ok bool) {
+	v := r.URL.Query().Get("pos")
+	if v == "" {
+		return Position{}, false
+	}
+	pos, err := ParsePosition(v)
+	return pos, err == nil
+}
+
+// resume fills c's outbox with what the client missed after from, up to the
+// node's last push (asking the broker for what the node no longer holds),
+// and returns the position the client is at now. held is what the node's log
+// holds of it. lost reports that pushes after from could not be found: the
+// client then gets what is held and is placed at start, the oldest position
+// from which the node holds everything, so that a client resuming from there
+// (an Ajax client's next poll) gets it again. Called by attach, before the
+// transport starts taking from the outbox.
+func (s *Server) resume(c *client, from Position, last, start Position, held []outItem, inRing bool) (at Position, lost bool) {
+	// The client is placed at the last position if nothing is replayed,
+	// otherwise just before what is: its position moves on as the replayed
+	// pushes reach it, and a drop meanwhile loses nothing.
+	if from.Epoch != last.Epoch {
+		c.box.resume(held, last)
+		return before(held, start, last), true
+	}
+	if from.Seq >= last.Seq {
+		// Ahead of this node (it came from a node that delivered more):
+		// the pushes up to from are the client's already.
+		c.box.resume(nil, from)
+		return from, false
+	}
+	var items []outItem
+	if !inRing {
+		ctx, cancel := context.WithTimeout(s.ctx, s.pollTimeout)
+		defer cancel()
+		var err error
+		lost, err = s.broker.Replay(ctx, from, start, func(p Push) {
+			if addresses(&p, c.uid, c.id) {
+				items = append(items, outItem{data: p.Event, pos: p.Pos})
+			}
+		})
+		if err != nil {
+			s.log.Error("sente: broker replay", "uid", c.uid, "client", c.id, "from", from.String(), "err", err)
+			lost = true
+		}
+	}
+	if lost {
+		c.box.resume(held, last)
+		return before(held, start, last), true
+	}
+	items = append(items, held...)
+	c.box.resume(items, last)
+	return before(items, from, last), false
+}
+
+// before returns from when items are to be replayed, last otherwise.
+func before(items []outItem, from, last Position) Position {
+	if len(items) > 0 {
+		return from
+	}
+	return last
+}
