@@ -103,6 +103,7 @@ func (s *Server) servePoll(w http.ResponseWriter, r *http.Request, clientID, uid
 			if at := s.last(); l.c.box.idle() && !at.IsZero() {
 				pv, _ := s.w.p.Marshal(replyTimeout)
 				pos, _ := s.w.p.Marshal(at.String())
+				l.c.box.markSent(at)
 				s.writeFrame(w, s.w.p.AppendArray(nil, pv, s.w.null, pos))
 			} else {
 				s.writeFrame(w, s.marker(replyTimeout))
@@ -114,13 +115,12 @@ func (s *Server) servePoll(w http.ResponseWriter, r *http.Request, clientID, uid
 			s.writeFrame(w, s.closeFrame(wsasync.Closed(CodeRestart, "server shutting down")))
 			return
 		}
-		frames, wait := l.c.box.take(s.w, s.ajaxWindow, s.last())
+		// One response carries one frame; anything after the first (a
+		// reply queued for a WebSocket connection of this client) waits
+		// for the next poll.
+		frames, wait := l.c.box.take(s.w, s.ajaxWindow, s.last(), 1)
 		if len(frames) > 0 {
-			// One response carries one frame; anything after the first
-			// (a reply queued for a WebSocket connection of this client)
-			// waits for the next poll.
 			s.writeFrame(w, frames[0])
-			l.c.box.requeue(frames[1:])
 			return
 		}
 		if wait > 0 && windowC == nil {

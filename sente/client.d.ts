@@ -9,7 +9,10 @@ export interface ConnectOptions {
   csrfToken?: string | (() => string);
   /** Extra query parameters of the handshake and polls. */
   params?: Record<string, string>;
-  /** The client id; default: one per tab, kept across reloads in sessionStorage. */
+  /**
+   * The client id; default: one per tab, kept across reloads in sessionStorage. The client's position
+   * (see Client.position) is kept there too, with the id, so that a reload resumes.
+   */
   clientId?: string;
   /** Default timeout of request(). Default 10000. */
   requestTimeoutMs?: number;
@@ -38,6 +41,12 @@ export interface State {
   firstOpen?: boolean;
   uid: string | null;
   handshakeData: unknown;
+  /**
+   * True when the last handshake resumed the client past the server's history: pushes made while it
+   * was away may be missing, and the application should refetch its state. False otherwise (a
+   * reconnect then delivers every push missed, in order, once).
+   */
+  lost: boolean;
   lastClose: CloseInfo | null;
   /** True once the client will not reconnect (close(), or kicked or replaced by the server). */
   stopped: boolean;
@@ -49,9 +58,24 @@ export class ChskError extends Error {
   readonly code: "closed" | "timeout" | "error";
 }
 
+/**
+ * The data of the "chsk/handshake" event dispatched on every handshake: [uid, null, handshakeData,
+ * firstOpen, lost] (Sente's shape, with lost, as in State, added last).
+ */
+export type HandshakeEventData = [uid: string, csrf: null, handshakeData: unknown, firstOpen: boolean, lost: boolean];
+
 export class Client {
   readonly clientId: string;
   readonly state: State;
+  /**
+   * The position after the last batch received, an opaque string the server gave (PROTOCOL.md §6):
+   * null until the first handshake, unless the page was reloaded with one kept. It is passed back as
+   * the pos query parameter on every WebSocket connect and every Ajax poll, and kept in sessionStorage
+   * with the client id.
+   */
+  readonly position: string | null;
+  /** Calls fn on every handshake with its data; returns a function that removes it. */
+  on(id: "chsk/handshake", fn: (data: HandshakeEventData, event: ["chsk/handshake", HandshakeEventData]) => void): () => void;
   /** Calls fn for pushed events with id ("*" for every event); returns a function that removes it. */
   on(id: string, fn: (data: unknown, event: [string, unknown?]) => void): () => void;
   /** Calls fn on every state change; returns a function that removes it. */

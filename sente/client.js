@@ -6,6 +6,14 @@
 //   chsk.on("chat/msg", (data) => show(data));
 //   chsk.onState((s) => render(s));
 //   const reply = await chsk.request("chat/history", { room: "lobby" }, { timeoutMs: 5000 });
+//
+// Resuming (PROTOCOL.md §6): the client keeps the position the server gave
+// with its last batch and passes it back (the pos query parameter) on every
+// WebSocket connect and every Ajax poll, so that after a drop, a server
+// restart or a reload it gets every push it missed, in order, once. When the
+// server's history no longer reaches back that far, state.lost is true after
+// the handshake (and the "chsk/handshake" event says so): the application
+// should refetch its state.
 
 const SUBPROTOCOL = "sente.v1.json";
 const NO_RECONNECT = new Set([4000, 4002]); // kicked, replaced
@@ -50,6 +58,29 @@ function tabClientId() {
   }
 }
 
+// The position lives in sessionStorage beside the client id, so that a reload
+// (which keeps the id) resumes where the page was. It is kept per path with
+// the id it belongs to, and used only by a client with that id: a new id
+// starts afresh, from the position of its first handshake. Without storage
+// (private modes, sandboxed frames, quota) the position is kept in memory only.
+function posKey(path) {
+  return "sente-pos:" + path;
+}
+
+function loadPos(path, clientId) {
+  try {
+    const saved = JSON.parse(globalThis.sessionStorage?.getItem(posKey(path)) || "null");
+    if (saved && saved.id === clientId && typeof saved.pos === "string" && saved.pos) return saved.pos;
+  } catch {}
+  return null;
+}
+
+function savePos(path, clientId, pos) {
+  try {
+    globalThis.sessionStorage?.setItem(posKey(path), JSON.stringify({ id: clientId, pos }));
+  } catch {}
+}
+
 /** Backoff before attempt n (1-based): none for the first, then [b/2, b) doubling up to max. */
 export function backoffMs(n, minMs = 500, maxMs = 30000) {
   if (n <= 1) return 0;
@@ -71,6 +102,7 @@ export class Client {
       ...options,
     };
     this.clientId = this.opts.clientId || tabClientId();
+    this._pos = loadPos(this.path, this.clientId); // after the last batch received: given back on (re)connect
     this.state = {
       type: this.opts.type,
       transport: null,
@@ -78,6 +110,7 @@ export class Client {
       everOpened: false,
       uid: null,
       handshakeData: null,
+      lost: false,
       lastClose: null,
       stopped: false,
       attempt: 0,
@@ -93,6 +126,11 @@ export class Client {
     this._retry = null;
     this._forceAjax = this.opts.type === "ajax" || (this.opts.type === "auto" && typeof WebSocket === "undefined");
     this._connect();
+  }
+
+  /** The position after the last batch received (opaque): null until the first handshake, unless a reload kept one. */
+  get position() {
+    return this._pos;
   }
 
   /** Registers fn(data, event) for pushed events with id ("*" for all); returns a function that removes it. */
@@ -161,6 +199,13 @@ export class Client {
   _token() {
     const t = this.opts.csrfToken;
     return typeof t === "function" ? t() : t;
+  }
+
+  // _advance moves the client to pos, the position a frame carried.
+  _advance(pos) {
+    if (typeof pos !== "string" || !pos || pos === this._pos) return;
+    this._pos = pos;
+    savePos(this.path, this.clientId, pos);
   }
 
   _setState(patch, extra = {}) {
@@ -233,14 +278,15 @@ export class Client {
     this._closed({ code, reason });
   }
 
+  // A frame is [payload, cb], or [payload, null, pos] for a batch (or an Ajax
+  // timeout) that moves the client along the log; elements past those are
+  // ignored.
   _onFrame(frame, transport) {
-    let payload, cb;
-    try {
-      [payload, cb] = frame;
-    } catch {
+    if (!Array.isArray(frame) || frame.length < 2) {
       console.warn("sente: bad frame", frame);
       return;
     }
+    const [payload, cb] = frame;
     if (cb != null) {
       const p = this._pending.get(cb);
       if (!p) {
@@ -252,30 +298,43 @@ export class Client {
       p.resolve(payload);
       return;
     }
-    if (typeof payload === "string") return; // chsk/timeout, chsk/dummy-cb-200
-    if (!Array.isArray(payload) || payload.length === 0) {
+    const pos = frame.length >= 3 && typeof frame[2] === "string" ? frame[2] : null;
+    if (typeof payload === "string") {
+      // chsk/timeout (an idle poll's may carry a position), chsk/dummy-cb-200
+      this._advance(pos);
+      return;
+    }
+    if (!Array.isArray(payload) || (payload.length === 0 && pos == null)) {
       console.warn("sente: bad payload", payload);
       return;
     }
     if (typeof payload[0] === "string") {
       this._onControl(payload, transport);
-      return;
+    } else {
+      for (const ev of payload) this._dispatch(ev);
     }
-    for (const ev of payload) this._dispatch(ev);
+    // Once the batch is dispatched (an empty one only moves the client).
+    this._advance(pos);
   }
 
-  _onControl([id, data], transport) {
+  _onControl(ev, transport) {
+    const [id, data] = ev;
     if (id === "chsk/handshake") {
-      const [uid, , handshakeData] = data || [];
+      // [uid, csrf (unused), data, pos, lost]; older servers send the first three.
+      const [uid, , handshakeData, pos, lost] = Array.isArray(data) ? data : [];
+      this._advance(pos);
       const first = !this.state.everOpened;
+      const isLost = lost === true;
       this._setState(
-        { open: true, everOpened: true, uid, handshakeData, transport, attempt: 0 },
+        { open: true, everOpened: true, uid, handshakeData, lost: isLost, transport, attempt: 0 },
         { firstOpen: first },
       );
-      this._dispatch(["chsk/handshake", [uid, null, handshakeData, first]]);
+      this._dispatch(["chsk/handshake", [uid, null, handshakeData, first, isLost]]);
     } else if (id === "chsk/close") {
-      const [code, reason] = data || [1000, ""];
+      const [code, reason] = Array.isArray(data) ? data : [1000, ""];
       this._onServerClose(code, reason);
+    } else if (!id.startsWith("chsk/")) {
+      this._dispatch(ev); // a single event rather than a batch
     }
   }
 
@@ -325,7 +384,7 @@ export class Client {
     const token = this._token();
     if (token) protocols.push("csrf." + token);
     try {
-      ws = new WebSocket(this._url(true), protocols);
+      ws = new WebSocket(this._url(true, this._pos ? { pos: this._pos } : {}), protocols);
     } catch (e) {
       this._wsFailed(cycle, 1006, String(e));
       return;
@@ -410,6 +469,9 @@ export class Client {
       const ctl = new AbortController();
       this._polling = ctl;
       const extra = { udt: String(Date.now()) };
+      // Every poll gives the position: the node that answers, whichever it
+      // is, sends what the client has not had yet.
+      if (this._pos) extra.pos = this._pos;
       if (handshake || !this.state.open) extra.handshake = "1";
       let frame;
       try {

@@ -10,9 +10,14 @@ import (
 // connection during the grace period, so that a client that reconnects
 // quickly gets what was pushed meanwhile. A transport takes from it.
 type outbox struct {
-	mu     sync.Mutex
-	items  []outItem
-	floor  Position  // pushes of its epoch up to it were sent or replayed: later copies are dropped
+	mu    sync.Mutex
+	items []outItem
+	floor Position // pushes of its epoch up to it were sent or replayed: later copies are dropped
+	// sent is the position up to which every push for the client was
+	// handed to a transport (or predates the client): a client that
+	// resumes from before it needs (from, sent] replayed, and what waits
+	// here follows.
+	sent   Position
 	first  time.Time // when the oldest event waiting for its batch came; zero when none waits
 	flush  bool      // send what waits now
 	limit  int
@@ -70,53 +75,88 @@ func (o *outbox) setWake(wake chan struct{}) {
 }
 
 // take returns the frames due at now: every item once a flush is asked for or
-// the oldest event's window has passed. Otherwise it returns how long until
-// the window ends (0 when nothing waits). seen is a position up to which
-// every push for the client was queued before take: the last batch carries
-// it, so that a client that gets no pushes still moves along the log.
-func (o *outbox) take(w wire, window time.Duration, seen Position) (frames [][]byte, wait time.Duration) {
+// the oldest event's window has passed, in at most max frames (0: no limit);
+// what does not fit stays, due. Otherwise it returns how long until the
+// window ends (0 when nothing waits). seen is a position up to which every
+// push for the client was queued before take: when everything is taken, the
+// last batch carries it, so that a client that gets no pushes still moves
+// along the log. What is taken counts as handed to the client (sent) from
+// here on: a client that resumes from before it gets it replayed.
+func (o *outbox) take(w wire, window time.Duration, seen Position, max int) (frames [][]byte, wait time.Duration) {
 	o.mu.Lock()
+	defer o.mu.Unlock()
 	if len(o.items) == 0 {
-		o.mu.Unlock()
 		return nil, 0
 	}
 	if !o.flush {
 		if left := window - time.Since(o.first); left > 0 {
-			o.mu.Unlock()
 			return nil, left
 		}
 	}
-	items := o.items
-	o.items = nil
-	o.flush = false
-	o.first = time.Time{}
-	o.mu.Unlock()
-
 	var (
 		events [][]byte
 		last   Position // of the batch's last logged push
+		n      int      // items taken
 	)
-	for _, it := range items {
+	full := func() bool { return max > 0 && len(frames) >= max }
+	for _, it := range o.items {
 		if !it.frame {
+			if full() {
+				break
+			}
 			events = append(events, it.data)
 			if it.pos.Seq != 0 {
 				last = it.pos
 			}
+			n++
 			continue
 		}
 		if len(events) > 0 {
 			frames = append(frames, w.batch(events, last))
+			o.markSentLocked(last)
 			events, last = nil, Position{}
 		}
+		if full() {
+			break
+		}
 		frames = append(frames, it.data)
+		n++
 	}
 	if len(events) > 0 {
-		if seen.Epoch == last.Epoch && seen.Seq > last.Seq {
+		if n == len(o.items) && seen.Epoch == last.Epoch && seen.Seq > last.Seq {
 			last = seen
 		}
 		frames = append(frames, w.batch(events, last))
+		o.markSentLocked(last)
+	}
+	if n == len(o.items) {
+		o.items = nil
+		o.flush = false
+		o.first = time.Time{}
+		o.markSentLocked(seen)
+	} else {
+		o.items = append([]outItem(nil), o.items[n:]...) // the rest stays due
 	}
 	return frames, 0
+}
+
+// markSent records that the client was handed everything up to p.
+func (o *outbox) markSent(p Position) {
+	o.mu.Lock()
+	o.markSentLocked(p)
+	o.mu.Unlock()
+}
+
+func (o *outbox) markSentLocked(p Position) {
+	if !p.IsZero() && (p.Epoch != o.sent.Epoch || p.Seq > o.sent.Seq) {
+		o.sent = p
+	}
+}
+
+func (o *outbox) sentPos() Position {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.sent
 }
 
 // resume replaces the pushes that wait by replayed, the client's pushes after
@@ -144,24 +184,6 @@ func (o *outbox) resume(replayed []outItem, floor Position) {
 			o.first = time.Now()
 		}
 	}
-}
-
-// requeue puts frames taken but not sent back at the head of the queue,
-// whatever the limit: they were queued once already.
-func (o *outbox) requeue(frames [][]byte) {
-	if len(frames) == 0 {
-		return
-	}
-	o.mu.Lock()
-	items := make([]outItem, 0, len(frames)+len(o.items))
-	for _, f := range frames {
-		items = append(items, outItem{data: f, frame: true})
-	}
-	if !o.closed {
-		o.items = append(items, o.items...)
-		o.flush = true
-	}
-	o.mu.Unlock()
 }
 
 // idle reports that nothing waits.

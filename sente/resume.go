@@ -51,11 +51,12 @@ func (r *recent) holds(from Position) bool {
 	return from.Epoch == r.start.Epoch && from.Seq >= r.start.Seq
 }
 
-// since appends to out the pushes after from that match (uid, clientID).
-func (r *recent) since(out []outItem, from Position, uid, clientID string) []outItem {
+// between appends to out the pushes after from up to upto that match (uid,
+// clientID).
+func (r *recent) between(out []outItem, from, upto Position, uid, clientID string) []outItem {
 	for i := 0; i < r.n; i++ {
 		p := &r.ring[(r.head+i)%len(r.ring)]
-		if p.Pos.Seq > from.Seq && addresses(p, uid, clientID) {
+		if p.Pos.Seq > from.Seq && p.Pos.Seq <= upto.Seq && addresses(p, uid, clientID) {
 			out = append(out, outItem{data: p.Event, pos: p.Pos})
 		}
 	}
@@ -86,25 +87,28 @@ func resumeFrom(r *http.Request) (pos Position, ok bool) {
 	return pos, err == nil
 }
 
-// resume fills c's outbox with what the client missed after from, up to the
-// node's last push (asking the broker for what the node no longer holds),
-// and returns the position the client is at now. held is what the node's log
-// holds of it. lost reports that pushes after from could not be found: the
-// client then gets what is held and is placed at start, the oldest position
-// from which the node holds everything, so that a client resuming from there
-// (an Ajax client's next poll) gets it again. Called by attach, before the
-// transport starts taking from the outbox.
-func (s *Server) resume(c *client, from Position, last, start Position, held []outItem, inRing bool) (at Position, lost bool) {
-	// The client is placed at the last position if nothing is replayed,
-	// otherwise just before what is: its position moves on as the replayed
-	// pushes reach it, and a drop meanwhile loses nothing.
-	if from.Epoch != last.Epoch {
+// resume fills c's outbox with what the client missed: the pushes after from
+// up to upto, where its outbox takes over (what was handed to a transport of
+// this node but may not have arrived, or what the node delivered before the
+// client arrived here), then what waits in the outbox. held is what the
+// node's log holds of that range; the broker is asked for the part before
+// start when the log does not reach back to from. It returns the position
+// the client is at now. lost reports that pushes after from could not be
+// found: the client then gets what is held and is placed at start, the
+// oldest position from which the node holds everything, so that a client
+// resuming from there (an Ajax client's next poll) gets it again. Called by
+// attach, before the transport starts taking from the outbox.
+func (s *Server) resume(c *client, from, upto, last, start Position, held []outItem, inRing bool) (at Position, lost bool) {
+	// The client is placed at the end of the range if nothing is replayed,
+	// otherwise just before what is: its position moves on as the
+	// replayed pushes reach it, and a drop meanwhile loses nothing.
+	if from.Epoch != upto.Epoch {
 		c.box.resume(held, last)
 		return before(held, start, last), true
 	}
-	if from.Seq >= last.Seq {
-		// Ahead of this node (it came from a node that delivered more):
-		// the pushes up to from are the client's already.
+	if from.Seq >= upto.Seq {
+		// Nothing handed over is missing: what waits follows (without
+		// what the client got on another node, up to from).
 		c.box.resume(nil, from)
 		return from, false
 	}
@@ -124,18 +128,18 @@ func (s *Server) resume(c *client, from Position, last, start Position, held []o
 		}
 	}
 	if lost {
-		c.box.resume(held, last)
-		return before(held, start, last), true
+		c.box.resume(held, upto)
+		return before(held, start, upto), true
 	}
 	items = append(items, held...)
-	c.box.resume(items, last)
-	return before(items, from, last), false
+	c.box.resume(items, upto)
+	return before(items, from, upto), false
 }
 
-// before returns from when items are to be replayed, last otherwise.
-func before(items []outItem, from, last Position) Position {
+// before returns from when items are to be replayed, upto otherwise.
+func before(items []outItem, from, upto Position) Position {
 	if len(items) > 0 {
 		return from
 	}
-	return last
+	return upto
 }

@@ -238,3 +238,25 @@ func (p *proxy) cut() {
 		c.Close()
 	}
 }
+
+// TestResumeFromOutbox: pushes still waiting for their batch when the
+// connection dropped are in the outbox, not lost, however short the node's
+// history.
+func TestResumeFromOutbox(t *testing.T) {
+	ts := startServer(t, sente.Options{SendWindow: time.Hour, Resume: 4})
+	a := ts.dial(t, "a1", "alice")
+	p0 := a.Pos
+	for i := range 10 {
+		ts.Push("alice", "t/n", i)
+	}
+	a.close()
+	a = ts.resumeAt(t, query("a1", "alice", "pos", p0))
+	if a.Lost {
+		t.Fatalf("told lost, though every push waits in the outbox")
+	}
+	ts.PushNow("alice", "t/n", 10) // flushes what waits
+	got := summary(a.pushes(11))
+	if want := "t/n=0 t/n=1 t/n=2 t/n=3 t/n=4 t/n=5 t/n=6 t/n=7 t/n=8 t/n=9 t/n=10"; got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}

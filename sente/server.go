@@ -392,6 +392,14 @@ func (s *Server) attach(clientID, uid string, req *http.Request, ajax bool) *lin
 		c.kicked = nil
 	}
 	last, start := s.hist.last, s.hist.start
+	if fresh {
+		// Not shared yet: deliver finds c only after this section.
+		c.box.floor, c.box.sent = last, last
+	}
+	upto := c.box.sentPos()
+	if upto.Epoch != last.Epoch {
+		upto = last // the log started another history meanwhile
+	}
 	var (
 		held   []outItem
 		inRing bool
@@ -399,17 +407,15 @@ func (s *Server) attach(clientID, uid string, req *http.Request, ajax bool) *lin
 	switch {
 	case resuming && from.Epoch == last.Epoch:
 		inRing = s.hist.holds(from)
-		held = s.hist.since(nil, from, uid, clientID)
+		held = s.hist.between(nil, from, upto, uid, clientID)
 	case resuming:
-		held = s.hist.since(nil, start, uid, clientID) // what is held of another history
-	case fresh:
-		c.box.floor = last // not shared yet: deliver finds c only after this section
+		held = s.hist.between(nil, start, last, uid, clientID) // what is held of another history
 	}
 	l.at = last
 	s.mu.Unlock()
 
 	if resuming {
-		l.at, l.lost = s.resume(c, from, last, start, held, inRing)
+		l.at, l.lost = s.resume(c, from, upto, last, start, held, inRing)
 		if l.lost {
 			s.log.Warn("sente: client resumed past the history", "uid", uid, "client", clientID, "from", from.String(), "at", l.at.String())
 		}

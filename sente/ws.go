@@ -73,6 +73,7 @@ func (s *Server) runWebSocket(l *link, uid, clientID string, r *http.Request, in
 			}
 			if at := s.last(); at != told && l.c.box.idle() {
 				told = at
+				l.c.box.markSent(at)
 				out <- msg(s.w.batch(nil, at))
 			}
 			continue
@@ -99,10 +100,7 @@ func (s *Server) runWebSocket(l *link, uid, clientID string, r *http.Request, in
 			continue
 		}
 		seen := s.last()
-		frames, wait := l.c.box.take(s.w, s.window, seen)
-		if len(frames) > 0 {
-			told = seen
-		}
+		frames, wait := l.c.box.take(s.w, s.window, seen, 0)
 		for _, f := range frames {
 			select {
 			case out <- msg(f):
@@ -113,6 +111,9 @@ func (s *Server) runWebSocket(l *link, uid, clientID string, r *http.Request, in
 			if closing {
 				break
 			}
+		}
+		if len(frames) > 0 {
+			told = seen
 		}
 		if wait > 0 && timerC == nil {
 			if timer == nil {
