@@ -82,6 +82,11 @@ type Push struct {
 	// Pos is the push's place in the log, set by the broker when it
 	// delivers the push; zero on a push that is not in the log.
 	Pos Position
+	// Gap, set by the broker on a push it delivers, says that this node
+	// missed pushes just before it (it fell further behind than the
+	// broker's history). The server then makes its clients resume, which
+	// tells them that pushes were lost.
+	Gap bool
 }
 
 // PresenceKind says what a [Presence] change is.

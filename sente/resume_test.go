@@ -1,10 +1,12 @@
 package sente_test
 
 import (
+	"context"
 	"io"
 	"net"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -258,5 +260,49 @@ func TestResumeFromOutbox(t *testing.T) {
 	got := summary(a.pushes(11))
 	if want := "t/n=0 t/n=1 t/n=2 t/n=3 t/n=4 t/n=5 t/n=6 t/n=7 t/n=8 t/n=9 t/n=10"; got != want {
 		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+// gapBroker is a MemoryBroker whose node can be made to miss one push, as
+// a node that fell behind a broker's history does.
+type gapBroker struct {
+	sente.MemoryBroker
+	miss atomic.Bool
+}
+
+func (b *gapBroker) Subscribe(ctx context.Context, h sente.Handler) (sente.Position, error) {
+	var gap bool
+	push := h.Push
+	h.Push = func(p sente.Push) {
+		if b.miss.Swap(false) {
+			gap = true
+			return
+		}
+		p.Gap, gap = gap, false
+		push(p)
+	}
+	return b.MemoryBroker.Subscribe(ctx, h)
+}
+
+// TestGap: a node that missed pushes makes its clients resume, and they are
+// told pushes were lost.
+func TestGap(t *testing.T) {
+	b := &gapBroker{}
+	ts := startServer(t, sente.Options{SendWindow: -1, Broker: b})
+	a := ts.dial(t, "a1", "alice")
+	ts.Push("alice", "t/n", 1)
+	_, p1 := a.batch()
+	b.miss.Store(true)
+	ts.Push("alice", "t/n", 2) // missed by the node
+	ts.Push("alice", "t/n", 3)
+	if code := a.closeCode(); code != sente.CodeRestart {
+		t.Fatalf("close code %d, want %d (resume)", code, sente.CodeRestart)
+	}
+	a = ts.resumeAt(t, query("a1", "alice", "pos", p1))
+	if !a.Lost {
+		t.Fatalf("resumed across the gap without being told")
+	}
+	if got, _ := a.batch(); got != "t/n=3" {
+		t.Fatalf("after the gap: %q", got)
 	}
 }

@@ -602,6 +602,9 @@ func (s *Server) deliver(p Push) {
 		}
 	}
 	s.mu.Lock()
+	if p.Gap {
+		s.gapLocked(p.Pos)
+	}
 	s.hist.add(p)
 	switch p.Target {
 	case ToUser:
@@ -620,6 +623,23 @@ func (s *Server) deliver(p Push) {
 	s.mu.Unlock()
 	for _, c := range slow {
 		s.tooSlow(c)
+	}
+}
+
+// gapLocked handles pushes this node missed before pos: none of its clients
+// may go on as if it had them. Their outboxes count everything up to pos as
+// handed over, and the node's log starts at pos, so a resume asks the broker,
+// which no longer has them: the client is told. Live connections close with
+// CodeRestart to resume now.
+func (s *Server) gapLocked(pos Position) {
+	s.log.Error("sente: this node missed pushes (it fell behind the broker's history); its clients resume and are told", "before", pos.String())
+	before := Position{Epoch: pos.Epoch, Seq: pos.Seq - 1}
+	s.hist.reset(before, len(s.hist.ring))
+	for _, c := range s.clients {
+		c.box.markSent(before)
+		if c.current != nil {
+			c.current.close(wsasync.Closed(CodeRestart, "missed pushes: resume"))
+		}
 	}
 }
 
