@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wsasync/wsasync/examples/chat/app"
+	"github.com/wsasync/wsasync/examples/chatapp"
 	"github.com/wsasync/wsasync/internal/testenv"
 )
 
@@ -35,7 +35,7 @@ func TestBrowserChat(t *testing.T) {
 
 	t.Run("WebSocket", func(t *testing.T) {
 		t.Parallel()
-		srv := startServer(t, "127.0.0.1:0", app.NewSessions())
+		srv := startServer(t, "127.0.0.1:0", chatapp.NewSessions())
 		defer srv.stop(t)
 		shot := filepath.Join(t.TempDir(), "chat.png")
 		if *updateScreenshot {
@@ -54,7 +54,7 @@ func TestBrowserChat(t *testing.T) {
 
 	t.Run("AjaxFallback", func(t *testing.T) {
 		t.Parallel()
-		srv := startServer(t, "127.0.0.1:0", app.NewSessions())
+		srv := startServer(t, "127.0.0.1:0", chatapp.NewSessions())
 		defer srv.stop(t)
 		res := env.run(t, "ajax", srv.url(), "", nil)
 		res.checkChat(t, "ajax")
@@ -64,7 +64,7 @@ func TestBrowserChat(t *testing.T) {
 		t.Parallel()
 		// The session store outlives the server, as a database would, so
 		// the pages' cookies and CSRF tokens still work after the restart.
-		sessions := app.NewSessions()
+		sessions := chatapp.NewSessions()
 		srv := startServer(t, "127.0.0.1:0", sessions)
 		defer func() { srv.stop(t) }()
 		restarts := 0
@@ -104,20 +104,20 @@ func TestBrowserChat(t *testing.T) {
 
 type server struct {
 	addr   string
-	app    *app.App
+	app    *chatapp.App
 	http   *http.Server
 	served chan error
 }
 
 // startServer serves a new chat on addr ("127.0.0.1:0" for any port).
-func startServer(t *testing.T, addr string, sessions *app.Sessions) *server {
+func startServer(t *testing.T, addr string, sessions *chatapp.Sessions) *server {
 	t.Helper()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	s := &server{addr: ln.Addr().String(), app: app.New(app.Options{Sessions: sessions, Logger: log}), served: make(chan error, 1)}
+	s := &server{addr: ln.Addr().String(), app: chatapp.New(chatapp.Options{Sessions: sessions, Logger: log}), served: make(chan error, 1)}
 	s.http = &http.Server{Handler: s.app, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	go func() { s.served <- s.http.Serve(ln) }()
 	return s

@@ -5,27 +5,48 @@
 //
 //	go run ./examples/chat                       # then open http://localhost:8090
 //	go run ./examples/chat -addr localhost:9000
+//
+// Several servers share one room through a broker:
+//
+//	go run ./examples/chat -addr localhost:8090 -broker redis://127.0.0.1:6379
+//	go run ./examples/chat -addr localhost:8091 -broker redis://127.0.0.1:6379
+//	go run ./examples/chat -addr localhost:8092 -broker nats://127.0.0.1:4222
+//
+// It is a module of its own (run it from the repository root, whose go.work
+// names it) so that the library does not depend on the brokers' drivers.
 package main
 
 import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
-	"github.com/wsasync/wsasync/examples/chat/app"
+	"github.com/wsasync/wsasync/broker/nats"
+	"github.com/wsasync/wsasync/broker/redis"
+	"github.com/wsasync/wsasync/examples/chatapp"
+	"github.com/wsasync/wsasync/sente"
 )
 
 func main() {
 	addr := flag.String("addr", "localhost:8090", "address to listen on")
+	brokerURL := flag.String("broker", "", "share the room with other servers through redis://host:port or nats://host:port")
 	flag.Parse()
 
-	chat := app.New(app.Options{})
+	broker, closeBroker, err := openBroker(*brokerURL)
+	if err != nil {
+		slog.Error("broker", "err", err)
+		os.Exit(1)
+	}
+	defer closeBroker()
+	chat := chatapp.New(chatapp.Options{Broker: broker})
 	srv := &http.Server{Addr: *addr, Handler: chat}
 
 	// On Ctrl-C, close every connection with 1012 ("restarting": pages
@@ -52,4 +73,26 @@ func main() {
 		os.Exit(1)
 	}
 	<-stopped
+}
+
+// openBroker connects to the broker url names; "" means none (this server
+// alone).
+func openBroker(url string) (sente.Broker, func() error, error) {
+	switch {
+	case url == "":
+		return nil, func() error { return nil }, nil
+	case strings.HasPrefix(url, "redis://"):
+		b, err := redis.New(url, redis.Options{})
+		if err != nil {
+			return nil, nil, err
+		}
+		return b, b.Close, nil
+	case strings.HasPrefix(url, "nats://"):
+		b, err := nats.New(url, nats.Options{})
+		if err != nil {
+			return nil, nil, err
+		}
+		return b, b.Close, nil
+	}
+	return nil, nil, fmt.Errorf("unknown broker %q: want redis://… or nats://…", url)
 }

@@ -1,11 +1,11 @@
-// Package app is the chat demo of wsasync/sente: sign in with a name, talk in
+// Package chatapp is the chat demo of wsasync/sente: sign in with a name, talk in
 // one room, send private messages to a user (all of that user's tabs get
 // them), and see who is online. The browser side is static/chat.js, which uses
 // the client the sente server serves at /chsk/client.js.
 //
 // The handler is built by [New] so that cmd main and the browser tests serve
 // the same thing; copy it as a starting point.
-package app
+package chatapp
 
 import (
 	"context"
@@ -82,6 +82,9 @@ type Options struct {
 	Sessions *Sessions
 	// Logger receives the sente server's log. Nil means slog.Default().
 	Logger *slog.Logger
+	// Broker lets several chat servers share one room (see sente.Broker).
+	// Nil means this server alone.
+	Broker sente.Broker
 }
 
 // App is the chat's HTTP handler. Stop it with Shutdown.
@@ -105,6 +108,7 @@ func New(opts Options) *App {
 		a.log = slog.Default()
 	}
 	a.chsk = sente.NewServer(sente.Options{
+		Broker: opts.Broker,
 		// The user id of a connection is the name of its session; every
 		// tab of a session, and every session of that name, is one user.
 		UserID: func(r *http.Request, clientID string) string {

@@ -1,4 +1,4 @@
-package app_test
+package chatapp_test
 
 import (
 	"context"
@@ -13,14 +13,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wsasync/wsasync/examples/chat/app"
+	"github.com/wsasync/wsasync/examples/chatapp"
 )
 
 // TestSignInAndAjax checks the pages and the CSRF wiring without a browser,
 // speaking the Ajax transport with plain HTTP (the browser tests in
 // browser_test cover the rest).
 func TestSignInAndAjax(t *testing.T) {
-	a := app.New(app.Options{Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	a := chatapp.New(chatapp.Options{Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
 	srv := httptest.NewServer(a)
 	defer srv.Close()
 	defer func() {
