@@ -174,7 +174,8 @@ func (b *MemoryBroker) initLocked() {
 	}
 }
 
-// Subscribe registers h until ctx ends.
+// Subscribe registers h until ctx ends; then, the node having left, its
+// clients are forgotten.
 func (b *MemoryBroker) Subscribe(ctx context.Context, h Handler) (Position, error) {
 	key := &h
 	b.mu.Lock()
@@ -188,6 +189,7 @@ func (b *MemoryBroker) Subscribe(ctx context.Context, h Handler) (Position, erro
 	context.AfterFunc(ctx, func() {
 		b.mu.Lock()
 		delete(b.subs, key)
+		clear(b.clients)
 		b.mu.Unlock()
 	})
 	return pos, nil

@@ -733,6 +733,12 @@ func (s *Server) Clients(uid string) []string {
 // CodeRestart (clients reconnect, to this server once it is back or to
 // another node), forgets every client, and closes Events once every
 // connection has ended. It returns early with ctx's error if ctx ends first.
+//
+// It reports no departures: the node leaves the broker as a stopped node
+// does. With a shared broker its clients stay present while they reconnect
+// to other nodes (no user closes and reopens); those that do not come back
+// leave when the node's liveness expires, reported once by another node.
+// The MemoryBroker forgets them at once.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
@@ -750,11 +756,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	for _, l := range links {
 		l.close(wsasync.Closed(CodeRestart, "server shutting down"))
-	}
-	for _, c := range clients {
-		if _, err := s.broker.Disconnect(context.WithoutCancel(ctx), c.uid, c.id); err != nil {
-			s.log.Error("sente: broker disconnect", "uid", c.uid, "client", c.id, "err", err)
-		}
 	}
 	s.cancel() // no more events are handed over from here on
 

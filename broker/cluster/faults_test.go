@@ -19,9 +19,20 @@ import (
 // through the load balancer to the others and resume with nothing lost and
 // nothing doubled; a client that does not come back leaves presence once
 // the node's liveness expires.
+//
+// The same holds for a node stopped gracefully (SIGTERM: Shutdown, closing
+// its connections with 1012), which leaves presence like a dead node.
 func TestKillNode(t *testing.T) {
 	for name, burl := range brokerURLs(t) {
-		t.Run(name, func(t *testing.T) {
+		for _, how := range []string{"kill", "stop"} {
+			t.Run(name+"/"+how, func(t *testing.T) { killNode(t, burl, how) })
+		}
+	}
+}
+
+func killNode(t *testing.T, burl, how string) {
+	{
+		{
 			nodes := threeNodes(t, burl, "-grace", "300ms")
 			bal := startLB(t, nodes[0].addr, nodes[1].addr, nodes[2].addr)
 			users := []string{"u0", "u1", "u2", "u3"}
@@ -39,7 +50,11 @@ func TestKillNode(t *testing.T) {
 				defer close(errs)
 				for i := 0; i < n; i += 10 {
 					if i == n/2 {
-						nodes[2].kill()
+						if how == "kill" {
+							nodes[2].kill()
+						} else {
+							nodes[2].stop()
+						}
 						lonely.close() // it will not come back
 						close(killed)
 					}
@@ -68,7 +83,7 @@ func TestKillNode(t *testing.T) {
 			})
 			for _, u := range users {
 				if c := total("chsk/uidport-close "+u+" ", survivors...); c != 0 {
-					t.Errorf("%s closed %d times though its clients moved", u, c)
+					t.Errorf("%s closed %d times though its clients moved; events: %q %q", u, c, survivors[0].events, survivors[1].events)
 				}
 			}
 			for _, r := range rs {
@@ -76,7 +91,7 @@ func TestKillNode(t *testing.T) {
 					t.Errorf("a client was told it lost pushes: %+v", st)
 				}
 			}
-		})
+		}
 	}
 }
 
@@ -102,12 +117,12 @@ func startPrivate(t *testing.T, kind string) *privateBroker {
 	case "redis":
 		bin := testenv.LookPath(t, "redis-server", "apt-get install redis-server")
 		b.argv = []string{bin, "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"}
-		b.url = fmt.Sprintf("redis://127.0.0.1:%d?prefix=%s&node_ttl=2s", port, prefix)
+		b.url = fmt.Sprintf("redis://127.0.0.1:%d?prefix=%s&node_ttl=4s", port, prefix)
 	case "nats":
 		bin := testenv.LookPath(t, "nats-server", "apt-get install nats-server")
 		dir := filepath.Join(t.TempDir(), "js")
 		b.argv = []string{bin, "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-js", "-sd", dir}
-		b.url = fmt.Sprintf("nats://127.0.0.1:%d?prefix=%s&node_ttl=2s", port, prefix)
+		b.url = fmt.Sprintf("nats://127.0.0.1:%d?prefix=%s&node_ttl=4s", port, prefix)
 	}
 	b.start()
 	t.Cleanup(b.stop)

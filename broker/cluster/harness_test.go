@@ -42,7 +42,7 @@ func brokerURLs(t *testing.T) map[string]string {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			c.Close()
-			urls[name] = fmt.Sprintf("%s://%s?prefix=%s&node_ttl=2s", name, addr, prefix)
+			urls[name] = fmt.Sprintf("%s://%s?prefix=%s&node_ttl=4s", name, addr, prefix)
 			t.Cleanup(func() { forget(t, name, addr, prefix) })
 			continue
 		}
