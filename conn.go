@@ -19,38 +19,61 @@ import (
 
 // conn runs one WebSocket connection: a reader (the goroutine that calls run)
 // and a writer goroutine that owns every write to the socket.
+//
+// On Linux, a plain TCP connection's reader does not wait long for the peer's
+// next message: at a message boundary with nothing to read, once the peer has
+// been silent for the linger (Options.ReaderLinger), it arms the socket in a
+// shared poller (poll_linux.go) and exits, and the poller starts a new reader
+// when bytes arrive. Everything the reader needs past a message boundary is
+// in conn, so the new reader carries on where the old one stopped.
 type conn struct {
 	nc     net.Conn
 	cfg    *config
 	server bool
+	// handler is set when the connection runs a Handler (GoWebsocket),
+	// whose return ends the connection; Listener's and Dial's out is drained
+	// until the caller closes it.
+	handler bool
+
+	// Parking the reader in the poller (poll_linux.go). poll is the
+	// reader's own; pstate, pfd, epfd and pid are guarded by mu.
+	poll   bool  // the reader may park: a pollable socket, and a linger
+	pstate uint8 // pollReading, pollArmed or pollClosed
+	pfd    int32 // the socket's descriptor, valid while pstate != pollClosed
 
 	in   chan<- Message
 	out  <-chan Message
 	errs chan<- error
-	// stop is closed when the handler has returned (GoWebsocket); nil for
-	// Listener and Dial, whose out is drained until the caller closes it.
-	stop <-chan struct{}
+	// done, when not nil (Dial, Accept), is closed once the connection's
+	// goroutines have all exited.
+	done chan<- struct{}
 
 	rd socketReader
 	bw *bufio.Writer // taken from the pool for a batch of writes only
 	// batched counts the bytes written in this batch; past maxBatch the
 	// batch is flushed, so that one write deadline covers a bounded amount.
 	batched   int
-	wdeadline time.Time // the write deadline last set
+	wdeadline int64 // the write deadline last set, in Unix nanoseconds
 	whdr      [ws.MaxHeaderSize]byte
 	rhdr      [ws.MaxHeaderSize]byte
 	ctl       [ws.MaxControlFramePayloadSize]byte // reader's control payloads
 
-	wake       chan struct{} // cap 1: something is pending for the writer
+	// wake (cap 1) tells the writer to look at what is pending: a ping or
+	// pong due, a close asked for, the handler returned, the reader done,
+	// the socket closed. The writer waits on out and wake alone, so that an
+	// idle writer costs the runtime two waiting entries, not one per cause.
+	wake       chan struct{}
 	closing    chan struct{} // closed once this end has sent its close frame
 	dead       chan struct{} // closed once the socket is closed
-	readDone   chan struct{}
 	writerDone chan struct{}
 	deadOnce   sync.Once
 	closeSent  atomic.Bool
+	returned   atomic.Bool // the handler has returned (then wake)
+	readEnded  atomic.Bool // the last reader is done (then wake)
 	// delivering is set while the reader waits for the handler to take a
 	// message: the peer's silence then is not the peer's doing.
 	delivering atomic.Bool
+	epfd       int32 // the poller's epoll descriptor while pid != 0
 	// ping runs keepalive: a callback timer rather than a channel the
 	// writer waits on, so that no timer code runs on the writer's stack,
 	// which then stays at its least while idle.
@@ -60,10 +83,12 @@ type conn struct {
 
 	mu      sync.Mutex
 	pong    [ws.MaxControlFramePayloadSize]byte
-	pongLen int
+	pongLen uint8
 	pongDue bool
 	term    *CloseError // close the writer must send before closing the socket
 	end     *CloseError // why the connection ended; the first cause wins
+	pid     uint64      // the poller's key for this connection, 0 until attached
+	readFn  func()      // c.read, made once: a reader started on it allocates nothing
 }
 
 var (
@@ -73,7 +98,7 @@ var (
 // newConn sets up a connection. pending holds bytes the handshake already read
 // past its end (a client may send frames right behind its request); they are
 // read before the socket.
-func newConn(nc net.Conn, cfg *config, server bool, pending []byte, in chan<- Message, out <-chan Message, errs chan<- error, stop <-chan struct{}) *conn {
+func newConn(nc net.Conn, cfg *config, server bool, pending []byte, in chan<- Message, out <-chan Message, errs chan<- error, handler bool) *conn {
 	c := &conn{
 		nc:         nc,
 		cfg:        cfg,
@@ -81,14 +106,17 @@ func newConn(nc net.Conn, cfg *config, server bool, pending []byte, in chan<- Me
 		in:         in,
 		out:        out,
 		errs:       errs,
-		stop:       stop,
+		handler:    handler,
 		wake:       make(chan struct{}, 1),
 		closing:    make(chan struct{}),
 		dead:       make(chan struct{}),
-		readDone:   make(chan struct{}),
 		writerDone: make(chan struct{}),
 	}
 	c.rd.init(nc, cfg.readBufSize, pending)
+	if pollSupported && cfg.linger > 0 && c.rd.raw != nil {
+		c.poll = true
+		c.readFn = c.read
+	}
 	if cfg.pingInterval > 0 {
 		c.nextPing.Store(time.Now().Add(cfg.pingInterval).UnixNano())
 		// Under mu, which keepalive takes, so that a callback that
@@ -115,20 +143,32 @@ func dialConn(nc net.Conn, cfg *config, server bool, pending []byte) *Conn {
 	in := make(chan Message, cfg.inBuf)
 	out := make(chan Message, cfg.outBuf)
 	errs := make(chan error, 1)
-	c := newConn(nc, cfg, server, pending, in, out, errs, nil)
+	c := newConn(nc, cfg, server, pending, in, out, errs, false)
 	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		c.run()
-	}()
+	c.done = done
+	go c.run()
 	return &Conn{In: in, Out: out, Errs: errs, Done: done}
 }
 
-// run serves the connection until it has ended and every goroutine it started
-// has exited.
+// run starts the writer and reads.
 func (c *conn) run() {
 	go c.writeLoop()
-	c.readLoop()
+	c.read()
+}
+
+// read reads until the connection has ended and then finishes it, unless the
+// reader parks in the poller: then this goroutine exits, and the poller or
+// closeSocket starts read again on a new one, exactly once.
+func (c *conn) read() {
+	if c.readLoop() {
+		return
+	}
+	c.finish()
+}
+
+// finish is the last reader's: it reports the end on errs once the socket is
+// closed and waits for the writer.
+func (c *conn) finish() {
 	<-c.dead
 	c.mu.Lock()
 	end := c.end
@@ -143,6 +183,9 @@ func (c *conn) run() {
 	close(c.errs)
 	<-c.writerDone
 	c.rd.close()
+	if c.done != nil {
+		close(c.done)
+	}
 }
 
 // setEnd records why the connection ended, unless a cause is known already.
@@ -181,10 +224,18 @@ func (c *conn) drop(e *CloseError) {
 	c.closeSocket()
 }
 
+// closeSocket closes the socket, once. A reader parked in the poller is taken
+// out of it first (so that the poller never touches a closed descriptor) and
+// started again, to see the socket closed and finish the connection.
 func (c *conn) closeSocket() {
 	c.deadOnce.Do(func() {
+		parked := c.unpoll()
 		c.nc.Close()
 		close(c.dead)
+		c.notify()
+		if parked {
+			go c.readFn()
+		}
 	})
 }
 
@@ -199,8 +250,15 @@ func (c *conn) isDead() bool {
 
 // ---- reading ----
 
-func (c *conn) readLoop() {
-	defer close(c.readDone)
+// readLoop reads frames and delivers messages until the connection ends
+// (false), or until, at a message boundary with nothing to read, it parks the
+// connection in the poller (true): the caller must then return at once,
+// touching nothing, since a new reader may already be running.
+//
+// Its variables are the same at every point where it parks as at its start
+// (no message under way, not discarding, in open), so a new reader starts
+// with them afresh where the parked one stopped.
+func (c *conn) readLoop() (parked bool) {
 	inOpen := true
 	closeIn := func() {
 		if inOpen {
@@ -208,7 +266,13 @@ func (c *conn) readLoop() {
 			close(c.in)
 		}
 	}
-	defer closeIn()
+	defer func() {
+		if !parked {
+			closeIn()
+			c.readEnded.Store(true)
+			c.notify()
+		}
+	}()
 
 	side := ws.StateClientSide
 	if c.server {
@@ -226,12 +290,22 @@ func (c *conn) readLoop() {
 		discard bool
 	)
 	for {
+		if c.poll && !frag && !discard && c.rd.drained() {
+			idle, err := c.await()
+			if err != nil {
+				c.readFailed(err)
+				return false
+			}
+			if idle {
+				return true // parked
+			}
+		}
 		h, err := ws.ReadHeaderBuffer(&c.rd, c.rhdr[:])
 		if err != nil {
 			if !discard {
 				c.readFailed(err)
 			}
-			return
+			return false
 		}
 		state := side
 		if frag {
@@ -239,7 +313,7 @@ func (c *conn) readLoop() {
 		}
 		if err := ws.CheckHeader(h, state); err != nil {
 			c.protocolError(err)
-			return
+			return false
 		}
 		if h.OpCode.IsControl() {
 			p := c.ctl[:h.Length]
@@ -247,7 +321,7 @@ func (c *conn) readLoop() {
 				if !discard {
 					c.readFailed(err)
 				}
-				return
+				return false
 			}
 			if h.Masked {
 				ws.Cipher(p, h.Mask, 0)
@@ -276,7 +350,7 @@ func (c *conn) readLoop() {
 				default:
 					c.terminate(&CloseError{Code: code, Reason: reason, Remote: true})
 				}
-				return
+				return false
 			}
 			continue
 		}
@@ -291,7 +365,7 @@ func (c *conn) readLoop() {
 		}
 		if discard {
 			if _, err := io.CopyN(io.Discard, &c.rd, h.Length); err != nil {
-				return // the close is pending: the writer sends it and closes
+				return false // the close is pending: the writer sends it and closes
 			}
 			frag = !h.Fin
 			continue
@@ -299,7 +373,7 @@ func (c *conn) readLoop() {
 		msg, err = c.readPayload(msg, h)
 		if err != nil {
 			c.readFailed(err)
-			return
+			return false
 		}
 		if frag = !h.Fin; frag {
 			continue
@@ -313,10 +387,30 @@ func (c *conn) readLoop() {
 		// Once this end has sent its close, what still arrives is
 		// discarded: the reader waits only for the peer's close frame.
 		if !c.deliver(Message{Type: typ, Data: msg}) {
-			return
+			return false
 		}
 		msg = nil
 	}
+}
+
+// await is the reader's at a message boundary with nothing buffered, when it
+// may park: it waits for bytes in the runtime's poller as long as the peer sent
+// something less than the linger ago, then parks the connection in the shared
+// poller (true) unless bytes are there after all.
+func (c *conn) await() (parked bool, err error) {
+	s := &c.rd
+	linger := int64(c.cfg.linger)
+	if s.lingers(linger) {
+		if err := s.fillLinger(linger); err != errIdle {
+			return false, err
+		}
+	}
+	s.clearDeadline()
+	ok, err := s.fillNow()
+	if err != nil || ok {
+		return false, err
+	}
+	return c.park(), nil
 }
 
 // deliver hands m to the handler, waiting while it is busy; false means the
@@ -376,7 +470,7 @@ func (c *conn) readPayload(msg []byte, h ws.Header) ([]byte, error) {
 
 func (c *conn) queuePong(p []byte) {
 	c.mu.Lock()
-	c.pongLen = copy(c.pong[:], p)
+	c.pongLen = uint8(copy(c.pong[:], p))
 	c.pongDue = true
 	c.mu.Unlock()
 	c.notify()
@@ -423,7 +517,8 @@ func (c *conn) writeLoop() {
 	}()
 	var closeWait <-chan time.Time
 
-	out, stop, readDone := c.out, c.stop, c.readDone
+	out := c.out
+	waiting := c.handler // for the handler to return
 	for !c.isDead() {
 		select {
 		case m, ok := <-out:
@@ -438,24 +533,26 @@ func (c *conn) writeLoop() {
 			}
 		case <-c.wake:
 			c.servePending()
-		case <-stop:
-			// The handler returned: write what it queued, then close.
-			stop = nil
-			for len(out) > 0 && !c.closeSent.Load() && !c.isDead() {
-				m, ok := <-out
-				if !ok {
-					out = nil
-					break
+			if waiting && c.returned.Load() {
+				// The handler returned: write what it queued, then
+				// close.
+				waiting = false
+				for len(out) > 0 && !c.closeSent.Load() && !c.isDead() {
+					m, ok := <-out
+					if !ok {
+						out = nil
+						break
+					}
+					c.send(m)
 				}
-				c.send(m)
+				c.closeNormally()
 			}
-			c.closeNormally()
-		case <-readDone:
-			c.servePending()
-			c.closeSocket()
+			if c.readEnded.Load() {
+				c.servePending()
+				c.closeSocket()
+			}
 		case <-closeWait:
 			c.closeSocket()
-		case <-c.dead:
 		}
 		if c.closeSent.Load() && closeTimer == nil && !c.isDead() {
 			closeTimer = time.NewTimer(c.cfg.closeTimeout)
@@ -468,17 +565,13 @@ func (c *conn) writeLoop() {
 
 	// The socket is closed. Discard sends on out so that nobody blocks on
 	// it, until the handler returns (GoWebsocket) or out is closed.
-	if stop == nil && c.stop != nil {
-		return
-	}
-	for out != nil {
+	for out != nil && !(c.handler && c.returned.Load()) {
 		select {
 		case _, ok := <-out:
 			if !ok {
 				return
 			}
-		case <-stop:
-			return
+		case <-c.wake:
 		}
 	}
 }
@@ -637,11 +730,12 @@ func (c *conn) armWrite() {
 		return
 	}
 	now := time.Now()
-	if c.wdeadline.Sub(now) > wt-wt/8 {
+	if time.Duration(c.wdeadline-now.UnixNano()) > wt-wt/8 {
 		return
 	}
-	c.wdeadline = now.Add(wt)
-	c.nc.SetWriteDeadline(c.wdeadline)
+	d := now.Add(wt)
+	c.wdeadline = d.UnixNano()
+	c.nc.SetWriteDeadline(d)
 }
 
 func (c *conn) releaseWriter() {

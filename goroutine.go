@@ -48,17 +48,19 @@ func (u *Upgrader) GoWebsocket(h Handler) http.Handler {
 		in := make(chan Message, cfg.inBuf)
 		out := make(chan Message, cfg.outBuf)
 		errs := make(chan error, 1)
-		stop := make(chan struct{})
-		c := newConn(nc, &cfg, true, pending, in, out, errs, stop)
-		go c.runHandler(h, in, out, errs, stop)
+		c := newConn(nc, &cfg, true, pending, in, out, errs, true)
+		go c.runHandler(h, in, out, errs)
 		go c.run()
 	})
 }
 
-// runHandler runs h, turning a panic into a 1011 close, and closes stop when
-// h is done.
-func (c *conn) runHandler(h Handler, in <-chan Message, out chan<- Message, errs <-chan error, stop chan<- struct{}) {
-	defer close(stop)
+// runHandler runs h, turning a panic into a 1011 close, and tells the writer
+// when h is done.
+func (c *conn) runHandler(h Handler, in <-chan Message, out chan<- Message, errs <-chan error) {
+	defer func() {
+		c.returned.Store(true)
+		c.notify()
+	}()
 	defer func() {
 		v := recover()
 		if v == nil {

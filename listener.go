@@ -54,7 +54,7 @@ func (u *Upgrader) Listener(in chan<- Message, out <-chan Message, errs chan<- e
 			}()
 			return
 		}
-		c := newConn(nc, &cfg, true, pending, in, out, errs, nil)
+		c := newConn(nc, &cfg, true, pending, in, out, errs, false)
 		go c.run()
 	})
 }

@@ -26,9 +26,11 @@
 // every write to the socket (data, pings, pongs and the close frame, so a
 // frame never tears), and, with [GoWebsocket], the handler's goroutine. The
 // net/http goroutine that served the upgrade returns at once, releasing its
-// stack and buffers. None of them outlives the connection as long as the
-// handler returns once in is closed. An idle connection holds no read or
-// write buffer.
+// stack and buffers. On Linux the reader of a connection whose peer has been
+// silent for [Options.ReaderLinger] exits too, leaving the socket to a poller
+// shared by the process that starts a new reader when bytes arrive. None of
+// them outlives the connection as long as the handler returns once in is
+// closed. An idle connection holds no read or write buffer.
 //
 // [Dial] gives a client the same three channels with the same semantics, and
 // [Upgrader.Accept] gives them to a server that runs its own goroutines.
@@ -124,6 +126,10 @@ const (
 	// GoWebsocket and Dial make: deep enough for the writer to coalesce a
 	// burst into one syscall, shallow enough that backpressure is felt early.
 	DefaultBuffer = 8
+	// DefaultReaderLinger is how long an idle connection keeps its reader
+	// goroutine: short enough that idle connections hold none, long enough
+	// that a connection with steady traffic never hands its socket over.
+	DefaultReaderLinger = 50 * time.Millisecond
 	// DefaultBufferSize is the size of the pooled read and write buffers.
 	// A connection holds them only while bytes are moving, so they can be
 	// large enough for a burst of messages to cross in one syscall.
@@ -162,6 +168,18 @@ type Options struct {
 	// Logger receives handler panics and refused handshakes. Nil means
 	// slog.Default().
 	Logger *slog.Logger
+	// ReaderLinger is how long a connection's reader goroutine waits for
+	// the peer's next bytes, parked in the Go runtime's poller, before it
+	// exits and leaves the socket to a poller shared by the process (one
+	// goroutine on an epoll instance, running only while connections use
+	// it), which starts a new reader when bytes arrive. An idle connection
+	// then holds one goroutine less; a peer that sends more often than this
+	// keeps its reader and costs nothing more. Zero means
+	// DefaultReaderLinger; a negative value keeps the reader for the whole
+	// connection; a tiny one (time.Nanosecond) lets it exit as soon as it
+	// has read everything. Only on Linux, for connections with a socket
+	// descriptor (not TLS); elsewhere the reader is always kept.
+	ReaderLinger time.Duration
 }
 
 // Upgrader accepts WebSocket connections on a net/http server. Its zero value
@@ -219,6 +237,7 @@ type config struct {
 	readBufSize  int
 	writeBufSize int
 	log          *slog.Logger
+	linger       time.Duration // <= 0: the reader never parks in the shared poller
 }
 
 func (o *Options) config() config {
@@ -232,6 +251,7 @@ func (o *Options) config() config {
 		readBufSize:  o.ReadBufferSize,
 		writeBufSize: o.WriteBufferSize,
 		log:          o.Logger,
+		linger:       o.ReaderLinger,
 	}
 	if c.readLimit == 0 {
 		c.readLimit = DefaultReadLimit
@@ -249,6 +269,9 @@ func (o *Options) config() config {
 	if c.writeTimeout == 0 {
 		c.writeTimeout = DefaultWriteTimeout
 	}
+	if c.linger == 0 {
+		c.linger = defaultReaderLinger
+	}
 	if c.closeTimeout <= 0 {
 		c.closeTimeout = DefaultCloseTimeout
 	}
@@ -263,6 +286,10 @@ func (o *Options) config() config {
 	}
 	return c
 }
+
+// defaultReaderLinger is DefaultReaderLinger, but tests may change it to run
+// every connection in another mode.
+var defaultReaderLinger = DefaultReaderLinger
 
 func bufCap(n int) int {
 	switch {

@@ -1,0 +1,13 @@
+//go:build !linux
+
+package wsasync
+
+// Elsewhere than on Linux a connection's reader waits in the runtime's poller
+// for the whole life of the connection (see poll_linux.go): conn.poll is never
+// set, so the reader never parks and closeSocket has no poller to leave.
+
+const pollSupported = false
+
+func (c *conn) park() bool { return false }
+
+func (c *conn) unpoll() bool { return false }
