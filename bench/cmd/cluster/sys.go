@@ -1,0 +1,162 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// raiseNoFile raises this process's RLIMIT_NOFILE to its hard limit (the Go
+// runtime does so too since Go 1.19; doing it here makes the limit known
+// and checked). It returns the soft limit in force afterwards.
+func raiseNoFile() uint64 {
+	var r syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil {
+		return 0
+	}
+	if r.Cur < r.Max {
+		r.Cur = r.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &r); err != nil {
+			logf("warning: raising RLIMIT_NOFILE to %d: %v", r.Max, err)
+		}
+		syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r)
+	}
+	return r.Cur
+}
+
+// openFiles counts this process's open descriptors.
+func openFiles() int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return -1
+	}
+	return len(ents)
+}
+
+const hz = 100 // USER_HZ on Linux
+
+func machineBusy() (float64, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, fmt.Errorf("unexpected /proc/stat")
+	}
+	var total, idle float64
+	for i, s := range f[1:] {
+		if i >= 8 { // guest time is already counted in user
+			break
+		}
+		v, _ := strconv.ParseFloat(s, 64)
+		total += v
+		if i == 3 || i == 4 { // idle, iowait
+			idle += v
+		}
+	}
+	return (total - idle) / hz, nil
+}
+
+// procCPU is the user+system CPU time of a process (without its children).
+func procCPU(pid string) (float64, error) {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	f := strings.Fields(s[i+1:])
+	// after the command: state(0) ... utime(11) stime(12)
+	if len(f) < 13 {
+		return 0, fmt.Errorf("unexpected /proc/%s/stat", pid)
+	}
+	var sum float64
+	for _, k := range []int{11, 12} {
+		v, _ := strconv.ParseFloat(f[k], 64)
+		sum += v
+	}
+	return sum / hz, nil
+}
+
+// listenerPID returns the process listening on the TCP port of hostport
+// (the shared broker server, whose CPU time during a measurement is
+// counted as the measurement's), or "" when it cannot be found.
+func listenerPID(hostport string) string {
+	_, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return ""
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return ""
+	}
+	inodes := map[string]bool{}
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(string(b), "\n")[1:] {
+			fs := strings.Fields(l)
+			// sl local_address rem_address st ... inode(9)
+			if len(fs) < 10 || fs[3] != "0A" { // 0A: LISTEN
+				continue
+			}
+			_, hexPort, _ := strings.Cut(fs[1], ":")
+			if v, err := strconv.ParseInt(hexPort, 16, 32); err == nil && int(v) == p {
+				inodes["socket:["+fs[9]+"]"] = true
+			}
+		}
+	}
+	if len(inodes) == 0 {
+		return ""
+	}
+	dirs, _ := filepath.Glob("/proc/[0-9]*/fd")
+	for _, d := range dirs {
+		ents, err := os.ReadDir(d)
+		if err != nil {
+			continue
+		}
+		for _, e := range ents {
+			if l, err := os.Readlink(filepath.Join(d, e.Name())); err == nil && inodes[l] {
+				return filepath.Base(filepath.Dir(d))
+			}
+		}
+	}
+	return ""
+}
+
+// waitQuiet waits, up to limit, until the machine has been nearly idle for
+// half a second (less than threshold cores busy), and returns how busy it
+// was at the end.
+func waitQuiet(limit time.Duration, threshold float64) float64 {
+	deadline := time.Now().Add(limit)
+	for {
+		a, _ := machineBusy()
+		time.Sleep(500 * time.Millisecond)
+		b, _ := machineBusy()
+		busy := (b - a) / 0.5
+		if busy < threshold || time.Now().After(deadline) {
+			return busy
+		}
+	}
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
