@@ -453,6 +453,9 @@ func (b *Broker) readOnce(ctx context.Context, h sente.Handler, cur *cursor) (n 
 	}
 }
 
+// replayWait bounds each wait of Replay for the next messages.
+const replayWait = 3 * time.Second
+
 // Replay calls fn with the pushes after from up to to, reading the stream
 // from the message that holds from. lost reports that from is of another
 // epoch or that messages after it were trimmed.
@@ -492,7 +495,10 @@ func (b *Broker) Replay(ctx context.Context, from, to sente.Position, fn func(se
 		if err := ctx.Err(); err != nil {
 			return true, fmt.Errorf("nats broker: replay: %w", err)
 		}
-		mb, err := cons.FetchNoWait(int(min(last-next+1, 256)))
+		// A fetch that waits: under load a no-wait fetch can come back
+		// empty although the messages are there, which read as a log that
+		// ends early (a false "lost").
+		mb, err := cons.Fetch(int(min(last-next+1, 256)), jetstream.FetchMaxWait(replayWait))
 		if err != nil {
 			return true, fmt.Errorf("nats broker: replay: %w", err)
 		}
@@ -526,7 +532,7 @@ func (b *Broker) Replay(ctx context.Context, from, to sente.Position, fn func(se
 			return true, fmt.Errorf("nats broker: replay: %w", err)
 		}
 		if got == 0 {
-			return true, nil // the log ends before to
+			return true, nil // nothing within replayWait: the log ends before to
 		}
 	}
 	return lost, nil
