@@ -3,6 +3,7 @@ package sente
 import (
 	"context"
 	"net/http"
+	"time"
 )
 
 // recent is a node's log of the latest pushes: every push after start up to
@@ -76,6 +77,9 @@ func addresses(p *Push, uid, clientID string) bool {
 	return false
 }
 
+// replayTimeout bounds the broker's part of a resume.
+const replayTimeout = 4 * time.Second
+
 // resumeFrom reads the position a client asks to resume from: the "pos"
 // query parameter. ok is false when there is none or it is malformed.
 func resumeFrom(r *http.Request) (pos Position, ok bool) {
@@ -114,7 +118,10 @@ func (s *Server) resume(c *client, from, upto, last, start Position, held []outI
 	}
 	var items []outItem
 	if !inRing {
-		ctx, cancel := context.WithTimeout(s.ctx, s.pollTimeout)
+		// Bounded well under the clients' handshake wait (10 s): a replay
+		// that takes longer tells the client lost rather than making it
+		// give up and come back with a larger gap.
+		ctx, cancel := context.WithTimeout(s.ctx, replayTimeout)
 		defer cancel()
 		var err error
 		lost, err = s.broker.Replay(ctx, from, start, func(p Push) {
