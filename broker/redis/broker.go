@@ -80,7 +80,7 @@ type Broker struct {
 	presMu  sync.RWMutex // Connect and Disconnect read-lock it, resync locks it
 	locMu   sync.Mutex   // guards local, pending and stale
 	local   map[string]client
-	pending map[string]bool   // members of local whose Connect failed
+	pending map[string]int64  // members of local whose Connect failed → when it was made (Unix ms)
 	stale   map[string]client // members whose Disconnect failed
 	dirty   chan struct{}     // holds a token when presence must be resynced
 	kick    chan struct{}     // wakes the node loop after a failure
@@ -90,6 +90,7 @@ type Broker struct {
 type keys struct {
 	log, epoch              string // the stream of pushes, its epoch
 	clients, users, nodes   string // presence
+	since                   string // when each client was last connected (ms), which orders late Connects
 	nodePrefix, self        string // node:<id> sets
 	historyArg, ageArg, ttl string // script arguments
 }
@@ -143,14 +144,14 @@ func New(url string, opts Options) (*Broker, error) {
 		node:    hex.EncodeToString(id[:]),
 		pubs:    make(chan *pubReq, 1024),
 		local:   make(map[string]client),
-		pending: make(map[string]bool),
+		pending: make(map[string]int64),
 		stale:   make(map[string]client),
 		dirty:   make(chan struct{}, 1),
 		kick:    make(chan struct{}, 1),
 	}
 	b.keys = keys{
 		log: p + ":log", epoch: p + ":epoch",
-		clients: p + ":clients", users: p + ":users", nodes: p + ":nodes",
+		clients: p + ":clients", users: p + ":users", nodes: p + ":nodes", since: p + ":since",
 		nodePrefix: p + ":node:", self: p + ":node:" + b.node,
 		historyArg: strconv.Itoa(opts.History),
 		ageArg:     strconv.FormatInt(opts.HistoryAge.Milliseconds(), 10),

@@ -48,6 +48,7 @@ local out = {node}
 for _, m in ipairs(redis.call('SPOP', set, ARGV[2])) do
   if redis.call('HGET', KEYS[2], m) == node then
     redis.call('HDEL', KEYS[2], m)
+    redis.call('HDEL', KEYS[4], m)
     local colon = string.find(m, ':', 1, true)
     local n = colon and tonumber(string.sub(m, 1, colon - 1))
     local closed = 0
@@ -133,7 +134,7 @@ func (b *Broker) beat(ctx context.Context, h sente.Handler) error {
 
 // reap removes the clients of expired nodes, reporting each to h.
 func (b *Broker) reap(ctx context.Context, h sente.Handler) error {
-	keys := []string{b.keys.nodes, b.keys.clients, b.keys.users}
+	keys := []string{b.keys.nodes, b.keys.clients, b.keys.users, b.keys.since}
 	for range 1000 { // at most 256k clients per beat; the next beat goes on
 		v, err := reapLua.Run(ctx, b.rdb, keys, b.keys.nodePrefix, 256, b.node).Slice()
 		if err != nil {

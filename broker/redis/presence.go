@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -21,20 +22,24 @@ import (
 // where a member is "<len(uid)>:<uid>:<clientID>". Every change is one
 // script, so that exactly one caller sees a user open or close.
 
-// registerLua gives clients to this node. KEYS: clients, users, node set.
-// ARGV: node, node key prefix, "take" or "restore", then member, uid pairs.
-// "take" takes a client from the node that has it (a Connect); "restore"
-// records it only if no node has it, since a client of this node that
-// another node has connected since is that node's. It returns the user ids
-// that gained their first client.
+// registerLua gives clients to this node. KEYS: clients, users, node set,
+// since. ARGV: node, node key prefix, "take" or "restore", then member, uid,
+// connect time (Unix ms) triples. "take" takes a client from the node that
+// has it (a Connect) unless that node connected it later (two Connects that
+// failed during an outage, recorded afterwards in any order: the later one
+// wins); "restore" records it only if no node has it, since a client of
+// this node that another node has connected since is that node's. It
+// returns the user ids that gained their first client.
 var registerLua = goredis.NewScript(`
 local opened = {}
 local take = ARGV[3] == 'take'
-for i = 4, #ARGV, 2 do
-  local m, uid = ARGV[i], ARGV[i+1]
+for i = 4, #ARGV, 3 do
+  local m, uid, at = ARGV[i], ARGV[i+1], tonumber(ARGV[i+2])
   local old = redis.call('HGET', KEYS[1], m)
-  if old ~= ARGV[1] and (take or not old) then
+  local later = tonumber(redis.call('HGET', KEYS[4], m) or '0') > at
+  if old ~= ARGV[1] and ((take and not (old and later)) or not old) then
     redis.call('HSET', KEYS[1], m, ARGV[1])
+    redis.call('HSET', KEYS[4], m, at)
     redis.call('SADD', KEYS[3], m)
     if old then
       redis.call('SREM', ARGV[2] .. old, m)
@@ -47,11 +52,12 @@ return opened
 `)
 
 // unregisterLua removes a client if this node owns it. KEYS: clients,
-// users, node set. ARGV: node, member, uid. It returns -1 when the client is
+// users, node set, since. ARGV: node, member, uid. It returns -1 when the client is
 // not this node's, 1 when its user has no client left, 0 otherwise.
 var unregisterLua = goredis.NewScript(`
 if redis.call('HGET', KEYS[1], ARGV[2]) ~= ARGV[1] then return -1 end
 redis.call('HDEL', KEYS[1], ARGV[2])
+redis.call('HDEL', KEYS[4], ARGV[2])
 redis.call('SREM', KEYS[3], ARGV[2])
 if redis.call('HINCRBY', KEYS[2], ARGV[3], -1) <= 0 then
   redis.call('HDEL', KEYS[2], ARGV[3])
@@ -97,10 +103,11 @@ func (b *Broker) Connect(ctx context.Context, uid, clientID string) (opened bool
 	b.local[m] = client{uid, clientID}
 	delete(b.stale, m)
 	b.locMu.Unlock()
-	ids, err := registerLua.Run(ctx, b.rdb, b.presenceKeys(), b.node, b.keys.nodePrefix, "take", m, uid).StringSlice()
+	at := time.Now().UnixMilli()
+	ids, err := registerLua.Run(ctx, b.rdb, b.presenceKeys(), b.node, b.keys.nodePrefix, "take", m, uid, at).StringSlice()
 	b.locMu.Lock()
 	if err != nil {
-		b.pending[m] = true
+		b.pending[m] = at
 	} else {
 		delete(b.pending, m)
 	}
@@ -156,7 +163,7 @@ func (b *Broker) Users(ctx context.Context) ([]string, error) {
 }
 
 func (b *Broker) presenceKeys() []string {
-	return []string{b.keys.clients, b.keys.users, b.keys.self}
+	return []string{b.keys.clients, b.keys.users, b.keys.self, b.keys.since}
 }
 
 // resyncLater asks the node loop to record this node's clients again.
@@ -193,7 +200,7 @@ func (b *Broker) resyncAll(ctx context.Context, h sente.Handler) error {
 	b.locMu.Lock()
 	var take, restore, stale []string
 	for m := range b.local {
-		if b.pending[m] {
+		if _, ok := b.pending[m]; ok {
 			take = append(take, m)
 		} else {
 			restore = append(restore, m)
@@ -256,7 +263,11 @@ func (b *Broker) register(ctx context.Context, h sente.Handler, mode string, mem
 		b.locMu.Lock()
 		for _, m := range members[:n] {
 			if c, ok := b.local[m]; ok { // not disconnected meanwhile
-				args = append(args, m, c.uid)
+				at, ok := b.pending[m]
+				if !ok {
+					at = time.Now().UnixMilli() // restored: only where no node has it
+				}
+				args = append(args, m, c.uid, at)
 			}
 		}
 		b.locMu.Unlock()
