@@ -116,7 +116,11 @@ func startPrivate(t *testing.T, kind string) *privateBroker {
 	switch kind {
 	case "redis":
 		bin := testenv.LookPath(t, "redis-server", "apt-get install redis-server")
-		b.argv = []string{bin, "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"}
+		// Persistent, as a deployment that must not lose pushes is: a
+		// restart keeps the log and its epoch (one without persistence
+		// starts another history, and clients are told they lost pushes;
+		// the adapter's tests cover that).
+		b.argv = []string{bin, "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", t.TempDir()}
 		b.url = fmt.Sprintf("redis://127.0.0.1:%d?prefix=%s&node_ttl=4s", port, prefix)
 	case "nats":
 		bin := testenv.LookPath(t, "nats-server", "apt-get install nats-server")

@@ -340,6 +340,7 @@ func (b *Broker) drop(cons jetstream.Consumer) {
 type cursor struct {
 	epoch string // "" before the log could be read: start at its end
 	seq   uint64 // stream sequence of the last message delivered
+	gap   bool   // the next push delivered follows pushes this node missed
 }
 
 // read delivers the log to h from after cur until ctx ends, opening a new
@@ -377,7 +378,9 @@ func (b *Broker) readOnce(ctx context.Context, h sente.Handler, cur *cursor) (n 
 		*cur = cursor{epoch: epoch, seq: info.State.LastSeq}
 	case cur.epoch != epoch:
 		b.log.Warn("nats broker: the log was replaced (new epoch): delivering it from its start", "old", cur.epoch, "new", epoch)
-		*cur = cursor{epoch: epoch}
+		// What the old history held that this node had not read is gone
+		// with it: the server makes its clients resume, and they are told.
+		*cur = cursor{epoch: epoch, gap: true}
 	case info.State.Msgs > 0 && info.State.FirstSeq > cur.seq+1:
 		b.log.Warn("nats broker: log trimmed past this node's position: pushes lost", "after", cur.seq, "first", info.State.FirstSeq)
 	}
@@ -435,8 +438,9 @@ func (b *Broker) readOnce(ctx context.Context, h sente.Handler, cur *cursor) (n 
 		if s <= cur.seq {
 			continue
 		}
-		gap := s != cur.seq+1
-		if gap {
+		gap := s != cur.seq+1 || cur.gap
+		cur.gap = false
+		if s != cur.seq+1 {
 			b.log.Warn("nats broker: log trimmed before this node read it: pushes lost", "after", cur.seq, "next", s)
 		}
 		pushes, err = decode(pushes[:0], m.Data(), epoch, s)

@@ -389,6 +389,9 @@ func (r *reader) switchTo(epoch, seen string) {
 	}
 	r.old[r.epoch] = true
 	r.epoch, r.seen, r.cursor = epoch, seen, "0-0"
+	// Entries of the old history this node had not read yet are gone with
+	// it: the server makes its clients resume, and they are told.
+	r.gap = true
 }
 
 // deliver hands entries to the node, reporting false when it must read
