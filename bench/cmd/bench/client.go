@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/wsasync/wsasync/bench/internal/measure"
 )
 
 // dial opens one connection to u (ws://host/path or tcp://host) and returns
@@ -221,7 +222,7 @@ type echoConn struct {
 	sent     []int64 // ring of send times, ns since base
 	head, n  int
 	msgs     uint64 // received in the measured window
-	hist     hist
+	hist     measure.Hist
 	err      error
 	errPhase int32
 	inMsg    bool // inside a fragmented message
@@ -320,7 +321,7 @@ func (e *echoLoad) loop(ec *echoConn) {
 			t := ec.pop()
 			if ph == phaseMeasure {
 				ec.msgs++
-				ec.hist.add(now - t)
+				ec.hist.Add(now - t)
 			}
 			k++
 		}

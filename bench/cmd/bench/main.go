@@ -20,6 +20,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/wsasync/wsasync/bench/internal/measure"
 )
 
 type config struct {
@@ -416,7 +418,7 @@ func runEcho(p *proc, lib, name string, size, round int, cfg *config) (map[strin
 		<-done
 	}
 	var (
-		h    hist
+		h    measure.Hist
 		msgs uint64
 	)
 	for _, ec := range ecs {
@@ -424,15 +426,15 @@ func runEcho(p *proc, lib, name string, size, round int, cfg *config) (map[strin
 			return nil, fmt.Errorf("a connection failed during the run: %v", ec.err)
 		}
 		msgs += ec.msgs
-		h.merge(&ec.hist)
+		h.Merge(&ec.hist)
 	}
 	if msgs == 0 {
 		return nil, fmt.Errorf("no message echoed")
 	}
 	return map[string]float64{
 		name + ".rate":    float64(msgs) / window.Seconds(),
-		name + ".p50":     h.quantile(0.50) / 1e3,
-		name + ".p99":     h.quantile(0.99) / 1e3,
+		name + ".p50":     h.Quantile(0.50) / 1e3,
+		name + ".p99":     h.Quantile(0.99) / 1e3,
 		name + ".allocs":  float64(s1.Mallocs-s0.Mallocs) / float64(msgs),
 		name + ".foreign": foreign(c0, c1),
 		name + ".cpu":     (c1.server - c0.server) / float64(msgs) * 1e6,

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/wsasync/wsasync/bench/internal/measure"
 )
 
 // The machine is shared: other processes (tests, builds) may run while a
@@ -20,32 +22,6 @@ type cpuMark struct {
 	okProcs bool
 	// read and write system calls of the server (/proc/PID/io)
 	syscr, syscw float64
-}
-
-const hz = 100 // USER_HZ on Linux
-
-func machineBusy() (float64, error) {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0, err
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 8 || f[0] != "cpu" {
-		return 0, fmt.Errorf("unexpected /proc/stat")
-	}
-	var total, idle float64
-	for i, s := range f[1:] {
-		if i >= 8 { // guest time is already counted in user
-			break
-		}
-		v, _ := strconv.ParseFloat(s, 64)
-		total += v
-		if i == 3 || i == 4 { // idle, iowait
-			idle += v
-		}
-	}
-	return (total - idle) / hz, nil
 }
 
 // procCPU is the user+system CPU time of a process and its reaped children.
@@ -66,13 +42,13 @@ func procCPU(pid string) (float64, error) {
 		v, _ := strconv.ParseFloat(f[k], 64)
 		sum += v
 	}
-	return sum / hz, nil
+	return sum / measure.HZ, nil
 }
 
 func mark(serverPID int) cpuMark {
 	m := cpuMark{at: time.Now(), okProcs: true}
 	var err error
-	if m.busy, err = machineBusy(); err != nil {
+	if m.busy, err = measure.MachineBusy(); err != nil {
 		m.okProcs = false
 	}
 	if m.server, err = procCPU(strconv.Itoa(serverPID)); err != nil {
@@ -116,9 +92,9 @@ func foreign(a, b cpuMark) float64 {
 func waitQuiet(limit time.Duration, threshold float64) float64 {
 	deadline := time.Now().Add(limit)
 	for {
-		a, _ := machineBusy()
+		a, _ := measure.MachineBusy()
 		time.Sleep(500 * time.Millisecond)
-		b, _ := machineBusy()
+		b, _ := measure.MachineBusy()
 		busy := (b - a) / 0.5
 		if busy < threshold || time.Now().After(deadline) {
 			return busy

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/wsasync/wsasync/bench/internal/measure"
 	"github.com/wsasync/wsasync/sente"
 )
 
@@ -74,7 +75,7 @@ type crossClient struct {
 	c       *sente.Client
 	streams int
 	k       int
-	h       hist
+	h       measure.Hist
 	next    []int // per stream: the next value expected
 	bad     int
 	opens   int
@@ -148,7 +149,7 @@ func (cc *crossClient) event(ev *sente.Event, sh *crossShared) {
 	} else {
 		cc.next[k]++
 	}
-	cc.h.add(now - v[1])
+	cc.h.Add(now - v[1])
 	if g := sh.target.Load(); sh.got.Add(1) == g.total {
 		g.last.Store(now)
 		close(g.all)
@@ -452,19 +453,19 @@ func crossOnce(ctx context.Context, bin string, cfg crossConfig, name string, ro
 	// A moment for anything extra (a duplicate) to arrive, then tally.
 	sleepCtx(ctx, 200*time.Millisecond)
 	closeClients(cs, 30*time.Second)
-	var h hist
+	var h measure.Hist
 	for _, cc := range ccs {
 		<-cc.done
-		h.merge(&cc.h)
+		h.Merge(&cc.h)
 		m.Bad += cc.bad
 		for _, nx := range cc.next {
 			m.Bad += reps*cfg.K - nx // missing
 		}
 		m.Reconnects += max(cc.opens-1, 0)
 	}
-	m.P50ms = h.quantile(0.5) / 1e6
-	m.P99ms = h.quantile(0.99) / 1e6
-	m.Maxms = h.quantile(1) / 1e6
+	m.P50ms = h.Quantile(0.5) / 1e6
+	m.P99ms = h.Quantile(0.99) / 1e6
+	m.Maxms = h.Quantile(1) / 1e6
 	for _, n := range nodes {
 		n.mu.Lock()
 		m.NodeLogs += n.warnings

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/wsasync/wsasync/bench/internal/measure"
 	"github.com/wsasync/wsasync/sente"
 )
 
@@ -108,7 +109,7 @@ type cpuBook struct {
 
 func newCPUBook(procs []soakProc) *cpuBook {
 	b := &cpuBook{procs: procs, used: map[string]float64{}, t0: time.Now()}
-	b.m0, _ = machineBusy()
+	b.m0, _ = measure.MachineBusy()
 	for _, p := range procs {
 		v, _ := procCPU(fmt.Sprint(p.pid))
 		b.used[p.group] -= v
@@ -139,7 +140,7 @@ func (b *cpuBook) cores() map[string]float64 {
 		used[p.group] += v
 	}
 	d := time.Since(b.t0).Seconds()
-	m, _ := machineBusy()
+	m, _ := measure.MachineBusy()
 	out := map[string]float64{}
 	ours := 0.0
 	for k, v := range used {
@@ -164,22 +165,22 @@ type soakClient struct {
 type shardedHist struct {
 	shards [16]struct {
 		sync.Mutex
-		h hist
+		h measure.Hist
 	}
 }
 
 func (s *shardedHist) add(i int, v int64) {
 	sh := &s.shards[i%len(s.shards)]
 	sh.Lock()
-	sh.h.add(v)
+	sh.h.Add(v)
 	sh.Unlock()
 }
 
-func (s *shardedHist) merged() *hist {
-	var h hist
+func (s *shardedHist) merged() *measure.Hist {
+	var h measure.Hist
 	for i := range s.shards {
 		s.shards[i].Lock()
-		h.merge(&s.shards[i].h)
+		h.Merge(&s.shards[i].h)
 		s.shards[i].Unlock()
 	}
 	return &h
@@ -691,7 +692,7 @@ func runSoak(ctx context.Context, bin string, cfg soakConfig, runID string) (res
 		sc.mu.Unlock()
 	}
 	h := lat.merged()
-	res.P50ms, res.P99ms, res.Maxms = h.quantile(0.5)/1e6, h.quantile(0.99)/1e6, h.quantile(1)/1e6
+	res.P50ms, res.P99ms, res.Maxms = h.Quantile(0.5)/1e6, h.Quantile(0.99)/1e6, h.Quantile(1)/1e6
 	for i, n := range nodes {
 		n.mu.Lock()
 		res.NodeLogs += n.warnings

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/wsasync/wsasync/bench/internal/measure"
 )
 
 // raiseNoFile raises this process's RLIMIT_NOFILE to its hard limit (the Go
@@ -38,32 +40,6 @@ func openFiles() int {
 	return len(ents)
 }
 
-const hz = 100 // USER_HZ on Linux
-
-func machineBusy() (float64, error) {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0, err
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 8 || f[0] != "cpu" {
-		return 0, fmt.Errorf("unexpected /proc/stat")
-	}
-	var total, idle float64
-	for i, s := range f[1:] {
-		if i >= 8 { // guest time is already counted in user
-			break
-		}
-		v, _ := strconv.ParseFloat(s, 64)
-		total += v
-		if i == 3 || i == 4 { // idle, iowait
-			idle += v
-		}
-	}
-	return (total - idle) / hz, nil
-}
-
 // procCPU is the user+system CPU time of a process (without its children).
 func procCPU(pid string) (float64, error) {
 	b, err := os.ReadFile("/proc/" + pid + "/stat")
@@ -82,7 +58,7 @@ func procCPU(pid string) (float64, error) {
 		v, _ := strconv.ParseFloat(f[k], 64)
 		sum += v
 	}
-	return sum / hz, nil
+	return sum / measure.HZ, nil
 }
 
 // listenerPID returns the process listening on the TCP port of hostport
@@ -139,9 +115,9 @@ func listenerPID(hostport string) string {
 func waitQuiet(limit time.Duration, threshold float64) float64 {
 	deadline := time.Now().Add(limit)
 	for {
-		a, _ := machineBusy()
+		a, _ := measure.MachineBusy()
 		time.Sleep(500 * time.Millisecond)
-		b, _ := machineBusy()
+		b, _ := measure.MachineBusy()
 		busy := (b - a) / 0.5
 		if busy < threshold || time.Now().After(deadline) {
 			return busy

@@ -1,10 +1,12 @@
-package main
+// Package measure holds what the benchmark commands measure with: a latency
+// histogram and the machine's CPU time.
+package measure
 
 import "math/bits"
 
-// hist is a log-linear latency histogram in nanoseconds: exact below 128 ns,
+// Hist is a log-linear latency histogram in nanoseconds: exact below 128 ns,
 // then 64 buckets per power of two (under 1.6% error), up to 2^40 ns.
-type hist struct {
+type Hist struct {
 	counts [128 + 34*64]uint64
 	total  uint64
 }
@@ -19,8 +21,8 @@ func bucket(v int64) int {
 	}
 	e := bits.Len64(u) - 7 // u>>e is in [64, 128)
 	i := 128 + (e-1)*64 + int(u>>e) - 64
-	if i >= len(hist{}.counts) {
-		i = len(hist{}.counts) - 1
+	if i >= len(Hist{}.counts) {
+		i = len(Hist{}.counts) - 1
 	}
 	return i
 }
@@ -35,20 +37,22 @@ func mid(i int) float64 {
 	return float64(m<<e) + float64(uint64(1)<<e)/2
 }
 
-func (h *hist) add(v int64) {
+// Add records v nanoseconds.
+func (h *Hist) Add(v int64) {
 	h.counts[bucket(v)]++
 	h.total++
 }
 
-func (h *hist) merge(o *hist) {
+// Merge adds o's records to h.
+func (h *Hist) Merge(o *Hist) {
 	for i, c := range o.counts {
 		h.counts[i] += c
 	}
 	h.total += o.total
 }
 
-// quantile returns the q-quantile (0 < q <= 1) in nanoseconds.
-func (h *hist) quantile(q float64) float64 {
+// Quantile returns the q-quantile (0 < q <= 1) in nanoseconds.
+func (h *Hist) Quantile(q float64) float64 {
 	if h.total == 0 {
 		return 0
 	}
