@@ -185,9 +185,30 @@ type results map[string]step
 // by name; onNeed answers the driver's requests (a server restart).
 func (e browserEnv) run(t *testing.T, scenario, base, screenshot string, onNeed func(string) error) results {
 	t.Helper()
+	return e.drive(t, scenario, []string{"chat.mjs", scenario, base, screenshot}, func(line []byte) (string, bool) {
+		var s step
+		if json.Unmarshal(line, &s) != nil || s.Need == "" {
+			return "", false
+		}
+		t.Logf("driver asks: %s", s.Need)
+		if err := onNeed(s.Need); err != nil {
+			t.Errorf("driver asked %q: %v", s.Need, err)
+			return "error", true
+		}
+		return "restarted", true
+	})
+}
+
+// drive runs the node driver testdata/<args[0]> with the rest of args,
+// hands each line it prints to answer (a request, whose answer goes back on
+// its stdin, when answer reports true) or reads it as a step, and returns
+// the steps by name.
+func (e browserEnv) drive(t *testing.T, label string, args []string, answer func(line []byte) (string, bool)) results {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), scenarioTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, e.node, filepath.Join("testdata", "chat.mjs"), scenario, base, screenshot)
+	args[0] = filepath.Join("testdata", args[0])
+	cmd := exec.CommandContext(ctx, e.node, args...)
 	cmd.Env = append(os.Environ(), "WSASYNC_CHROMIUM="+e.chromium)
 	// Playwright closes the browser on SIGTERM; kill only if that hangs.
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
@@ -210,19 +231,13 @@ func (e browserEnv) run(t *testing.T, scenario, base, screenshot string, onNeed 
 	sc := bufio.NewScanner(stdout)
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
+		if a, ok := answer(sc.Bytes()); ok {
+			io.WriteString(stdin, a+"\n")
+			continue
+		}
 		var s step
 		if err := json.Unmarshal(sc.Bytes(), &s); err != nil {
 			t.Errorf("driver: unreadable line %q", sc.Bytes())
-			continue
-		}
-		if s.Need != "" {
-			t.Logf("driver asks: %s", s.Need)
-			answer := "restarted"
-			if err := onNeed(s.Need); err != nil {
-				t.Errorf("driver asked %q: %v", s.Need, err)
-				answer = "error"
-			}
-			io.WriteString(stdin, answer+"\n")
 			continue
 		}
 		if s.OK {
@@ -234,7 +249,7 @@ func (e browserEnv) run(t *testing.T, scenario, base, screenshot string, onNeed 
 	}
 	stdin.Close()
 	err = cmd.Wait()
-	t.Logf("%s scenario ran in %v", scenario, time.Since(start).Round(time.Millisecond))
+	t.Logf("%s scenario ran in %v", label, time.Since(start).Round(time.Millisecond))
 	if stderr.Len() > 0 {
 		t.Logf("driver stderr:\n%s", stderr.Bytes())
 	}

@@ -1,8 +1,6 @@
 package browser_test
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,11 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -415,63 +409,19 @@ type resumeNeed struct {
 // transport against rs, answering its requests, and returns its steps.
 func (e browserEnv) runResume(t *testing.T, mode, transport string, rs *resumeServer) results {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), scenarioTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, e.node, filepath.Join("testdata", "resume.mjs"), mode, transport, rs.url)
-	cmd.Env = append(os.Environ(), "WSASYNC_CHROMIUM="+e.chromium)
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 10 * time.Second
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	res := results{}
-	sc := bufio.NewScanner(stdout)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var s step
+	return e.drive(t, mode+"/"+transport, []string{"resume.mjs", mode, transport, rs.url}, func(line []byte) (string, bool) {
 		var n resumeNeed
-		if err := json.Unmarshal(sc.Bytes(), &s); err != nil || json.Unmarshal(sc.Bytes(), &n) != nil {
-			t.Errorf("driver: unreadable line %q", sc.Bytes())
-			continue
+		if json.Unmarshal(line, &n) != nil || n.Need == "" {
+			return "", false
 		}
-		if n.Need != "" {
-			answer, err := rs.serveNeed(t, n)
-			if err != nil {
-				t.Errorf("driver asked %+v: %v", n, err)
-				answer = "error"
-			}
-			t.Logf("driver asked %+v: %s", n, answer)
-			io.WriteString(stdin, answer+"\n")
-			continue
+		answer, err := rs.serveNeed(t, n)
+		if err != nil {
+			t.Errorf("driver asked %+v: %v", n, err)
+			answer = "error"
 		}
-		if s.OK {
-			t.Logf("ok   %-50s %5d ms %s", s.Step, s.Ms, s.Detail)
-		} else {
-			t.Errorf("FAIL %s after %d ms:\n%s", s.Step, s.Ms, s.Error)
-		}
-		res[s.Step] = s
-	}
-	stdin.Close()
-	err = cmd.Wait()
-	t.Logf("%s/%s scenario ran in %v", mode, transport, time.Since(start).Round(time.Millisecond))
-	if stderr.Len() > 0 {
-		t.Logf("driver stderr:\n%s", stderr.Bytes())
-	}
-	if err != nil {
-		t.Errorf("driver: %v (context: %v)", err, ctx.Err())
-	}
-	return res
+		t.Logf("driver asked %+v: %s", n, answer)
+		return answer, true
+	})
 }
 
 // serveNeed does what the driver asks and returns the line to answer.
