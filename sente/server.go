@@ -562,7 +562,7 @@ func (s *Server) publish(t Target, to, id string, data any, flush bool) error {
 	if err := s.broker.Publish(s.ctx, p); err != nil {
 		// The broker is away: this node's connections still get it, out
 		// of the log (a client that resumes later cannot be given it).
-		s.deliverLocal(p)
+		s.deliver(p) // p has no position: it is out of the log
 		return fmt.Errorf("%w: %w", ErrBroker, err)
 	}
 	return nil
@@ -571,12 +571,6 @@ func (s *Server) publish(t Target, to, id string, data any, flush bool) error {
 // ErrBroker reports a push the broker did not take: it reached the
 // connections of this node only.
 var ErrBroker = errors.New("sente: broker unavailable, push delivered on this node only")
-
-// deliverLocal queues a push that is not in the log for the local clients.
-func (s *Server) deliverLocal(p Push) {
-	p.Pos = Position{}
-	s.deliver(p)
-}
 
 // presence reports the changes the broker decided itself.
 func (s *Server) presence(p Presence) {
