@@ -40,6 +40,14 @@ import (
 // rather than hanging it.
 const interopWait = 15 * time.Second
 
+// interopPingOptions ping every 10 ms and give up on a peer silent for
+// 10 ms + 1 s. The pong timeout leaves room for a loaded CI machine to stall
+// a goroutine; interopPings pings take longer than it, so a side that never
+// answered or never took the pongs would end the connection before the count.
+var interopPingOptions = wsasync.Options{PingInterval: 10 * time.Millisecond, PongTimeout: time.Second}
+
+const interopPings = 150
+
 // interopBig returns n bytes of the pattern the node scripts also build:
 // byte i is i % 251.
 func interopBig(n int) []byte {
@@ -432,13 +440,13 @@ func TestInteropGorillaClient(t *testing.T) {
 	})
 
 	// The server pings every 10 ms and drops a peer silent for 10 ms +
-	// 200 ms. gorilla answers pings while it reads: after 30 pings (well
+	// 1 s. gorilla answers pings while it reads: after 150 pings (well
 	// past the idle limit) the connection must still echo.
 	t.Run("server pings", func(t *testing.T) {
 		seen := make(chan interopSeen, 1)
-		u := &wsasync.Upgrader{Options: wsasync.Options{PingInterval: 10 * time.Millisecond, PongTimeout: 200 * time.Millisecond}}
+		u := &wsasync.Upgrader{Options: interopPingOptions}
 		c := interopGorillaDial(t, nil, interopServer(t, u.GoWebsocket(interopEchoHandler(seen))))
-		const want = 30
+		const want = interopPings
 		enough := make(chan struct{})
 		var n atomic.Int32
 		c.SetPingHandler(func(s string) error {
@@ -694,13 +702,13 @@ func TestInteropGorillaServer(t *testing.T) {
 		interopMust(t, ended, "the gorilla server")
 	})
 
-	// The client pings every 10 ms and drops a server silent for 210 ms;
+	// The client pings every 10 ms and drops a server silent for 1.01 s;
 	// gorilla answers pings while it reads.
 	t.Run("client pings", func(t *testing.T) {
-		const want = 30
+		const want = interopPings
 		enough := make(chan struct{})
 		ended := make(chan error, 1)
-		d := &wsasync.Dialer{Options: wsasync.Options{PingInterval: 10 * time.Millisecond, PongTimeout: 200 * time.Millisecond}}
+		d := &wsasync.Dialer{Options: interopPingOptions}
 		c := interopDial(t, d, interopGorillaServer(t, nil, func(c *websocket.Conn) {
 			n := 0
 			c.SetPingHandler(func(s string) error {
@@ -1137,9 +1145,9 @@ func TestInteropNodeServer(t *testing.T) {
 	})
 
 	t.Run("client pings", func(t *testing.T) {
-		d := &wsasync.Dialer{Options: wsasync.Options{PingInterval: 10 * time.Millisecond, PongTimeout: 200 * time.Millisecond}}
+		d := &wsasync.Dialer{Options: interopPingOptions}
 		c := interopDial(t, d, base+"/echo")
-		for range 30 {
+		for range interopPings {
 			if ev := interopAwait(t, events, "ping", "/echo"); ev.Data != "" {
 				t.Errorf("node server got a ping carrying %q, want nothing", ev.Data)
 			}
