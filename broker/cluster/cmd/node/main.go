@@ -25,6 +25,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"syscall"
@@ -46,6 +47,22 @@ func main() {
 		level = slog.LevelWarn
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	// NODE_CPUPROFILE=dir profiles the node until it stops, to
+	// dir/node-<pid>.pprof: how the benchmarks find where a node's time goes.
+	if dir := os.Getenv("NODE_CPUPROFILE"); dir != "" {
+		f, err := os.Create(fmt.Sprintf("%s/node-%d.pprof", dir, os.Getpid()))
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			log.Error("cpu profile", "err", err)
+			os.Exit(1)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
+	}
 
 	b, closeBroker, err := cluster.Broker(*broker)
 	if err != nil {
