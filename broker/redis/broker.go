@@ -24,10 +24,12 @@ type Options struct {
 	// applications (or tests) can share one Redis database. Default
 	// "sente".
 	Prefix string
-	// History bounds the log: it keeps about the last History pushes
-	// (Redis trims whole stream nodes, 100 entries by default, so up to
-	// that many more stay). A node that falls further behind than that
-	// misses pushes. Default 10,000.
+	// History bounds the log: it keeps about the last History entries,
+	// each holding the pushes that one node published together (one push
+	// when pushes are rare; up to 512 under load). Redis trims whole
+	// stream nodes, 100 entries by default, so up to that many more stay.
+	// A node that falls further behind than that misses pushes. Default
+	// 10,000.
 	History int
 	// HistoryAge bounds the log by age: older pushes are trimmed when
 	// later ones are published. Default 2 minutes.
@@ -212,8 +214,8 @@ func parseURL(raw string, opts *Options) (*goredis.Options, error) {
 func (b *Broker) NodeID() string { return b.node }
 
 // Subscribe starts delivery to h until ctx ends, and the node's liveness
-// record with it. It returns the position of the last push in the log (an
-// empty history starts an epoch). Once ctx ends, the node stops refreshing
+// record with it. It returns the position of the log's end, after every
+// push of its last entry (an empty history starts an epoch). Once ctx ends, the node stops refreshing
 // its record without removing its clients: the other nodes remove them
 // when the record expires, as for a node that died. A Broker serves one
 // subscription at a time.
@@ -247,6 +249,7 @@ func (b *Broker) Subscribe(ctx context.Context, h sente.Handler) (sente.Position
 		return sente.Position{}, fmt.Errorf("redis broker: subscribe: %w", err)
 	}
 	seq, ok := idSeq(st.last)
+	seq |= lastPush // after every push of the last entry
 	if !ok {
 		unsubscribe()
 		return sente.Position{}, fmt.Errorf("redis broker: subscribe: stream id %q out of range", st.last)

@@ -16,13 +16,13 @@ import (
 )
 
 func TestIDs(t *testing.T) {
-	for _, id := range []string{"0-0", "0-1", "1795472008619-0", "1795472008619-524288", "17592186044415-1048575"} {
+	for _, id := range []string{"0-0", "0-1", "1795472008619-0", "1795472008619-4095", "4398046511103-4095"} {
 		seq, ok := idSeq(id)
-		if !ok || seqID(seq) != id {
+		if !ok || seqID(seq) != id || seqID(seq|lastPush) != id || seq&lastPush != 0 {
 			t.Errorf("idSeq(%q) = %d, %v; back %q", id, seq, ok, seqID(seq))
 		}
 	}
-	for _, id := range []string{"", "1", "1-", "-1", "a-1", "1-1048576", "17592186044416-0"} {
+	for _, id := range []string{"", "1", "1-", "-1", "a-1", "1-4096", "4398046511104-0"} {
 		if seq, ok := idSeq(id); ok {
 			t.Errorf("idSeq(%q) = %d, want out of range", id, seq)
 		}
@@ -194,15 +194,16 @@ func TestConcurrentPublishers(t *testing.T) {
 	}
 }
 
-// Subscribe returns the position of the last push: a node subscribing late
-// gets exactly the pushes after it.
+// Subscribe returns the position of the log's end (that of the last entry's
+// last possible push): a node subscribing late gets exactly the pushes after
+// it.
 func TestSubscribePosition(t *testing.T) {
 	rdb := needRedis(t)
 	opts := Options{Prefix: testPrefix(t, rdb)}
 	a := newNode(t, redisURL(), opts)
 	ca, start, _ := subscribe(t, a)
-	if start.Seq != 0 {
-		t.Errorf("empty history: Subscribe at %v", start)
+	if start.Seq != lastPush {
+		t.Errorf("empty history: Subscribe at %v, want Seq %d (entry 0-0)", start, lastPush)
 	}
 	for i := range 5 {
 		if err := a.Publish(context.Background(), push("u", fmt.Sprint(i))); err != nil {
@@ -212,7 +213,7 @@ func TestSubscribePosition(t *testing.T) {
 	got := ca.waitPushes(t, 5)
 	b := newNode(t, redisURL(), opts)
 	cb, pos, _ := subscribe(t, b)
-	if pos != got[4].Pos {
+	if pos.Epoch != got[4].Pos.Epoch || pos.Seq != got[4].Pos.Seq|lastPush {
 		t.Fatalf("late node subscribed at %v, last push at %v", pos, got[4].Pos)
 	}
 	if err := a.Publish(context.Background(), push("u", "after")); err != nil {
@@ -389,32 +390,42 @@ func TestCorruptEntries(t *testing.T) {
 	}
 	e := start.Epoch
 	add("junk", "1")
-	add("e", e, "p", "91 0:xbad target")
-	add("e", e, "p", "1x1:xbad flush")
-	add("e", e, "p", "105:xy") // to too short
-	add("e", e, "p", "10:")    // no length
-	add("e", e, "p", "10-1:x")
-	add("e", e, "p", "10x:x")
-	add("e", e)                           // no push
-	add("e", e, "p", "101:x", "extra", 1) // a field too many
-	add("e", e, "p", 10_7)                // "107": no colon
-	add("e", e, "p", "300:7")             // to all, event "7": fine
-	add("e", "someone-else", "p", "101:xforeign epoch")
+	add("e", e, "p", "91 0:1:xbad target")
+	add("e", e, "p", "1x1:1:xbad flush")
+	add("e", e, "p", "105:0:xy")   // to too short
+	add("e", e, "p", "101:5:xabc") // event too short
+	add("e", e, "p", "10:")        // no length
+	add("e", e, "p", "10-1:0:x")
+	add("e", e, "p", "10x:0:x")
+	add("e", e, "p", "101:1:xa9")           // a second push cut short: nothing of it
+	add("e", e)                             // no push
+	add("e", e, "p", "101:0:x", "extra", 1) // a field too many
+	add("e", e, "p", 10_7)                  // "107": no colon
+	add("e", e, "p", "300:1:7201:1:u8")     // to all, event "7"; to client u, "8": fine
+	add("e", "someone-else", "p", "101:7:xforeign")
 	if err := a.Publish(ctx, push("u", "good")); err != nil {
 		t.Fatal(err)
 	}
-	got := c.waitPushes(t, 2)
-	if len(got) != 2 || string(got[0].Event) != "7" || got[0].To != "" || got[0].Target != sente.ToAll || string(got[1].Event) != "good" || got[1].To != "u" {
+	got := c.waitPushes(t, 3)
+	if len(got) != 3 || string(got[0].Event) != "7" || got[0].To != "" || got[0].Target != sente.ToAll ||
+		string(got[1].Event) != "8" || got[1].To != "u" || got[1].Target != sente.ToClient || got[1].Pos.Seq != got[0].Pos.Seq+1 ||
+		string(got[2].Event) != "good" || got[2].To != "u" {
 		t.Fatalf("got %+v", got)
 	}
 	var replayed []string
-	lost, err := a.Replay(ctx, start, got[1].Pos, func(p sente.Push) { replayed = append(replayed, string(p.Event)) })
-	if err != nil || lost || !slices.Equal(replayed, []string{"7", "good"}) {
+	lost, err := a.Replay(ctx, start, got[2].Pos, func(p sente.Push) { replayed = append(replayed, string(p.Event)) })
+	if err != nil || lost || !slices.Equal(replayed, []string{"7", "8", "good"}) {
 		t.Fatalf("Replay: lost %v, %v, %q", lost, err, replayed)
 	}
+	// From the middle of an entry: its later pushes only.
+	replayed = nil
+	lost, err = a.Replay(ctx, got[0].Pos, got[2].Pos, func(p sente.Push) { replayed = append(replayed, string(p.Event)) })
+	if err != nil || lost || !slices.Equal(replayed, []string{"8", "good"}) {
+		t.Fatalf("Replay from inside an entry: lost %v, %v, %q", lost, err, replayed)
+	}
 	out := logs.String()
-	if n := strings.Count(out, "skipping a corrupt log entry"); n != 20 {
-		t.Errorf("%d corrupt entries logged, want 10 by the reader and 10 by Replay:\n%s", n, out)
+	if n := strings.Count(out, "skipping a corrupt log entry"); n != 24 {
+		t.Errorf("%d corrupt entries logged, want 12 by the reader and 12 by the first Replay:\n%s", n, out)
 	}
 	if !strings.Contains(out, "unknown epoch") {
 		t.Errorf("the foreign epoch was not logged:\n%s", out)
@@ -713,10 +724,10 @@ func TestEpochBelowCursor(t *testing.T) {
 	ctx := context.Background()
 	rdb.Del(ctx, a.keys.log)
 	rdb.Set(ctx, a.keys.epoch, "replaced", 0)
-	rdb.XAdd(ctx, &goredis.XAddArgs{Stream: a.keys.log, ID: "1-1", Values: []any{"e", "replaced", "p", "100:first"}})
-	rdb.XAdd(ctx, &goredis.XAddArgs{Stream: a.keys.log, ID: "1-2", Values: []any{"e", "replaced", "p", "100:second"}})
+	rdb.XAdd(ctx, &goredis.XAddArgs{Stream: a.keys.log, ID: "1-1", Values: []any{"e", "replaced", "p", "100:5:first"}})
+	rdb.XAdd(ctx, &goredis.XAddArgs{Stream: a.keys.log, ID: "1-2", Values: []any{"e", "replaced", "p", "100:6:second"}})
 	got := c.waitPushes(t, 3)
-	if string(got[1].Event) != "first" || got[1].Pos != (sente.Position{Epoch: "replaced", Seq: 1<<20 | 1}) || string(got[2].Event) != "second" {
+	if string(got[1].Event) != "first" || got[1].Pos != (sente.Position{Epoch: "replaced", Seq: 1<<22 | 1<<10}) || string(got[2].Event) != "second" {
 		t.Fatalf("got %+v", got)
 	}
 }

@@ -17,8 +17,9 @@
 //
 // Every key starts with Options.Prefix (default "sente"):
 //
-//	<prefix>:log          stream of pushes, fields e (epoch) and p (the push:
-//	                      "<target 1|2|3><flush 0|1><len(to)>:<to><event>")
+//	<prefix>:log          stream of pushes, fields e (epoch) and p (the pushes
+//	                      one publish call sent, each "<target 1|2|3>
+//	                      <flush 0|1><len(to)>:<len(event)>:<to><event>")
 //	<prefix>:epoch        string, the epoch of the log's history
 //	<prefix>:clients      hash "<len(uid)>:<uid>:<client id>" → owning node id
 //	<prefix>:users        hash user id → number of its clients
@@ -27,25 +28,28 @@
 //
 // Publishing, presence changes and reaping are Lua scripts, so every change
 // is atomic: exactly one node sees a user open or close. Concurrent
-// Publish calls of a node share one script call (one round trip). Each
-// subscribed node reads the stream with XREAD BLOCK on a connection of its
-// own and hands the entries to the server in stream order. A position's Seq
-// is the entry's stream id "ms-n" packed as ms<<20 | n. The keys are not
-// declared for Redis Cluster: use a standalone server.
+// Publish calls of a node share one script call (one round trip) and one
+// stream entry. Each subscribed node reads the stream with XREAD BLOCK on a
+// connection of its own and hands the pushes to the server in stream
+// order. Push k of the entry with stream id "ms-n" is at Seq
+// ms<<22 | n<<10 | k: Seq grows with every push but is not contiguous. The
+// keys are not declared for Redis Cluster: use a standalone server.
 //
 // # Resume window
 //
-// The log keeps about the last Options.History pushes (default 10,000;
-// Redis trims whole stream nodes, so up to 100 more may stay) and drops
-// those older than Options.HistoryAge (default 2 minutes) when later pushes
-// are published. A client that resumes from a position still in the log
+// The log keeps about the last Options.History entries (default 10,000;
+// Redis trims whole stream nodes, so up to 100 more may stay), an entry
+// being one push or the batch of pushes a node published at once, and
+// drops those older than Options.HistoryAge (default 2 minutes) when later
+// pushes are published. A client that resumes from a position still in the log
 // gets every push it missed (Replay); past it, or from another epoch, the
 // server reports the pushes lost. The epoch is renewed when Redis lost the
 // log (a restart without persistence, a deleted key): subscribed nodes then
 // go on with the new history from its start. History also bounds how far a
 // node's delivery may fall behind (a stalled node, an outage): beyond it,
-// the node misses pushes and logs an error. Size it for the push rate: at
-// 100,000 pushes/s, the default is 0.1 s.
+// the node misses pushes and logs an error. Size it for the rate of
+// entries: one per publish call of each node, so at most (pushes/s) but
+// far fewer under load, when concurrent pushes share entries.
 //
 // # Outage
 //

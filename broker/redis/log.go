@@ -18,20 +18,29 @@ import (
 // The log is one stream, <prefix>:log, whose entries have two fields:
 //
 //	e   the epoch
-//	p   the push: "<target><flush><len(to)>:<to><event>", target being
+//	p   the pushes that one publish call sent together, each packed as
+//	    "<target><flush><len(to)>:<len(event)>:<to><event>", target being
 //	    1 (user), 2 (client) or 3 (all), flush 1 or 0, for example
-//	    `104:ada1["chat/msg","hi"]`
+//	    `104:15:ada1["chat/msg","hi"]`
 //
-// (Two fields rather than one per part of the push: it halves the cost of
-// reading entries.)
+// (One entry per batch rather than per push: reading an entry costs far
+// more than unpacking a push, and every node reads every entry.)
 //
 // The epoch lives in <prefix>:epoch. A script renews it whenever that key
 // or the stream is missing (a restart without persistence, a deleted
 // stream): entries of a new epoch always follow those of an older one in
-// the stream. A position's Seq is the entry's stream id "ms-n" packed as
-// ms<<20 | n; the publish script keeps n below 2^19 (see publishLua).
+// the stream. Push k of the entry with stream id "ms-n" is at Seq
+// ms<<22 | n<<10 | k; the publish script keeps n below 2^12 (see
+// publishLua) and a batch holds at most maxBatch ≤ 2^10 pushes.
 
-const seqBits = 20
+const (
+	pushBits  = 10 // k, the push within its entry
+	entryBits = 12 // n, the sequence part of the entry's id
+	// maxBatch bounds the pushes of one entry (one publish script call).
+	maxBatch = 512
+	// lastPush is the k of "every push of the entry".
+	lastPush = 1<<pushBits - 1
+)
 
 // epochLua leaves the current epoch in the local epoch, renewing it to
 // ARGV[1] when the epoch key or the stream (KEYS[1]) is missing.
@@ -43,19 +52,16 @@ if not epoch or redis.call('EXISTS', KEYS[1]) == 0 then
 end
 `
 
-// publishLua appends pushes to the log and trims it. KEYS: log, epoch.
-// ARGV: new epoch, max entries, max age in ms, then the pushes, packed.
-// When the sequence part of the last id reaches 2^19 (only when the
-// server's clock steps back under load), it moves the stream's last id to
-// the next millisecond: with at most maxBatch pushes per call, sequence
-// parts stay below 2^20.
+// publishLua appends a batch of pushes to the log as one entry and trims
+// the log. KEYS: log, epoch. ARGV: new epoch, max entries, max age in ms,
+// the packed pushes. When the sequence part of the id reaches 2^12 - 1
+// (more than 4,095 entries in one millisecond of the server's clock, or
+// its clock stepping back), it moves the stream's last id to the next
+// millisecond, so that sequence parts stay below 2^12.
 var publishLua = goredis.NewScript(epochLua + `
-local id
-for i = 4, #ARGV do
-  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', epoch, 'p', ARGV[i])
-end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', epoch, 'p', ARGV[4])
 local ms, n = string.match(id, '^(%d+)-(%d+)$')
-if tonumber(n) >= 524288 then
+if tonumber(n) >= ` + strconv.Itoa(1<<entryBits-1) + ` then
   redis.call('XSETID', KEYS[1], string.format('%.0f-0', tonumber(ms) + 1))
 end
 local t = redis.call('TIME')
@@ -149,11 +155,9 @@ type pubReq struct {
 	done chan error
 }
 
-// maxBatch bounds the pushes of one publish script call.
-const maxBatch = 512
-
 // Publish appends p to the log; every subscribed node, this one included,
-// receives it. Concurrent calls share one script call (one round trip).
+// receives it. Concurrent calls share one script call (one round trip) and
+// one log entry.
 // When ctx ends first, Publish returns ctx's error, but a push already sent
 // may still reach the log.
 func (b *Broker) Publish(ctx context.Context, p sente.Push) error {
@@ -162,7 +166,7 @@ func (b *Broker) Publish(ctx context.Context, p sente.Push) error {
 	}
 	// Packed here, in the caller's goroutine: once Publish returns (its
 	// ctx may end before the push is sent), p is the caller's again.
-	push := packPush(make([]byte, 0, 24+len(p.To)+len(p.Event)), &p)
+	push := packPush(make([]byte, 0, 32+len(p.To)+len(p.Event)), &p)
 	r := &pubReq{ctx: ctx, push: push, done: make(chan error, 1)}
 	select {
 	case b.pubs <- r:
@@ -187,8 +191,9 @@ func (b *Broker) publisher() {
 	defer b.wg.Done()
 	keys := []string{b.keys.log, b.keys.epoch}
 	var (
-		batch []*pubReq
-		args  []any
+		batch  []*pubReq
+		args   []any
+		pushes []byte // the batch's, packed: one entry
 	)
 	for {
 		batch = batch[:0]
@@ -207,20 +212,21 @@ func (b *Broker) publisher() {
 				break more
 			}
 		}
-		args = append(args[:0], sente.NewEpoch(), b.keys.historyArg, b.keys.ageArg)
+		pushes = pushes[:0]
 		n := 0
 		for _, r := range batch {
 			if err := r.ctx.Err(); err != nil {
 				r.done <- err // given up: not sent
 				continue
 			}
-			args = append(args, r.push)
+			pushes = append(pushes, r.push...)
 			batch[n] = r
 			n++
 		}
 		if n == 0 {
 			continue
 		}
+		args = append(args[:0], sente.NewEpoch(), b.keys.historyArg, b.keys.ageArg, pushes)
 		err := publishLua.Run(b.ctx, b.rdb, keys, args...).Err()
 		if err != nil {
 			if b.ctx.Err() != nil {
@@ -232,8 +238,11 @@ func (b *Broker) publisher() {
 		for _, r := range batch[:n] {
 			r.done <- err
 		}
-		clear(args) // let the pushes go
+		clear(args)
 		clear(batch)
+		if cap(pushes) > 1<<20 {
+			pushes = nil // a burst of large pushes: let the buffer go
+		}
 	}
 }
 
@@ -258,22 +267,27 @@ func (b *Broker) Replay(ctx context.Context, from, to sente.Position, fn func(se
 	if to.Seq <= from.Seq {
 		return false, nil
 	}
+	// From the entry holding from (its later pushes) to the one holding to.
 	fromID, toID := seqID(from.Seq), seqID(to.Seq)
 	const page = 1000
-	start := "(" + fromID
+	start := fromID
 	for {
 		msgs, err := b.rdb.XRangeN(ctx, b.keys.log, start, toID, page).Result()
 		if err != nil {
 			return false, fmt.Errorf("redis broker: replay: %w", err)
 		}
 		for _, m := range msgs {
-			p, epoch, err := parseEntry(m)
+			ps, epoch, err := parseEntry(m)
 			switch {
 			case err != nil:
 				b.log.Warn("redis broker: skipping a corrupt log entry", "key", b.keys.log, "id", m.ID, "err", err)
 			case epoch == from.Epoch:
-				p.Pos.Epoch = epoch
-				fn(p)
+				for _, p := range ps {
+					if p.Pos.Seq > from.Seq && p.Pos.Seq <= to.Seq {
+						p.Pos.Epoch = epoch
+						fn(p)
+					}
+				}
 			}
 		}
 		if len(msgs) < page {
@@ -399,7 +413,7 @@ func (r *reader) switchTo(epoch, seen string) {
 func (r *reader) deliver(ctx context.Context, msgs []goredis.XMessage) bool {
 	quiet := func(id string) bool { return compareIDs(id, r.seen) <= 0 }
 	for _, m := range msgs {
-		p, e, err := parseEntry(m)
+		ps, e, err := parseEntry(m)
 		if err != nil {
 			if !quiet(m.ID) {
 				r.b.log.Warn("redis broker: skipping a corrupt log entry", "key", r.b.keys.log, "id", m.ID, "err", err)
@@ -428,9 +442,11 @@ func (r *reader) deliver(ctx context.Context, msgs []goredis.XMessage) bool {
 			return false
 		}
 		r.cursor = m.ID
-		p.Pos.Epoch = e
-		p.Gap, r.gap = r.gap, false
-		r.h.Push(p)
+		for _, p := range ps {
+			p.Pos.Epoch = e
+			p.Gap, r.gap = r.gap, false
+			r.h.Push(p)
+		}
 	}
 	return true
 }
@@ -457,38 +473,75 @@ func packPush(buf []byte, p *sente.Push) []byte {
 	buf = append(buf, '0'+byte(p.Target), flush)
 	buf = strconv.AppendInt(buf, int64(len(p.To)), 10)
 	buf = append(buf, ':')
+	buf = strconv.AppendInt(buf, int64(len(p.Event)), 10)
+	buf = append(buf, ':')
 	buf = append(buf, p.To...)
 	return append(buf, p.Event...)
 }
 
-// parseEntry reads a log entry; Pos.Epoch is left to the caller.
-func parseEntry(m goredis.XMessage) (p sente.Push, epoch string, err error) {
+// parseEntry reads a log entry: its pushes, with their Pos.Seq (Pos.Epoch
+// is left to the caller), and its epoch. A corrupt entry gives no push.
+func parseEntry(m goredis.XMessage) (ps []sente.Push, epoch string, err error) {
 	seq, ok := idSeq(m.ID)
 	if !ok {
-		return p, "", errors.New("stream id out of range")
+		return nil, "", errors.New("stream id out of range")
 	}
 	epoch, _ = m.Values["e"].(string)
 	s, ok := m.Values["p"].(string)
 	if epoch == "" || !ok || len(m.Values) != 2 {
-		return p, "", errors.New("not an entry of the broker")
+		return nil, "", errors.New("not an entry of the broker")
 	}
-	if len(s) < 4 || s[0] < '1' || s[0] > '3' || (s[1] != '0' && s[1] != '1') {
-		return p, "", fmt.Errorf("bad push %.20q", s)
+	// One copy for the entry: the events share it.
+	buf := []byte(s)
+	for k := 0; len(buf) > 0; k++ {
+		if k == maxBatch {
+			return nil, "", fmt.Errorf("more than %d pushes", maxBatch)
+		}
+		var p sente.Push
+		if p, buf, err = parsePush(buf); err != nil {
+			return nil, "", err
+		}
+		p.Pos.Seq = seq | uint64(k)
+		ps = append(ps, p)
 	}
-	colon := strings.IndexByte(s[2:], ':') + 2
-	n := -1
-	if colon >= 3 {
-		n, err = strconv.Atoi(s[2:colon])
+	if len(ps) == 0 {
+		return nil, "", errors.New("no push")
 	}
-	if err != nil || n < 0 || n > len(s)-colon-1 {
-		return p, "", fmt.Errorf("bad push %.20q", s)
+	return ps, epoch, nil
+}
+
+// parsePush reads the push at the start of buf, returning the rest.
+func parsePush(buf []byte) (p sente.Push, rest []byte, err error) {
+	bad := func() (sente.Push, []byte, error) { return p, nil, fmt.Errorf("bad push %.20q", buf) }
+	if len(buf) < 6 || buf[0] < '1' || buf[0] > '3' || (buf[1] != '0' && buf[1] != '1') {
+		return bad()
 	}
-	p.Target = sente.Target(s[0] - '0')
-	p.Flush = s[1] == '1'
-	p.To = strings.Clone(s[colon+1 : colon+1+n]) // not to keep s
-	p.Event = []byte(s[colon+1+n:])
-	p.Pos.Seq = seq
-	return p, epoch, nil
+	i := 2
+	length := func() int { // reads "<digits>:", -1 if malformed
+		n, j := 0, i
+		for ; j < len(buf) && j-i < 10 && buf[j] >= '0' && buf[j] <= '9'; j++ {
+			n = n*10 + int(buf[j]-'0')
+		}
+		if j == i || j == len(buf) || buf[j] != ':' {
+			return -1
+		}
+		i = j + 1
+		return n
+	}
+	nTo := length()
+	if nTo < 0 {
+		return bad()
+	}
+	nEv := length()
+	if nEv < 0 || nTo > len(buf)-i || nEv > len(buf)-i-nTo {
+		return bad()
+	}
+	p.Target = sente.Target(buf[0] - '0')
+	p.Flush = buf[1] == '1'
+	p.To = string(buf[i : i+nTo])
+	i += nTo
+	p.Event = buf[i : i+nEv : i+nEv]
+	return p, buf[i+nEv:], nil
 }
 
 // splitID reads a stream id "ms-n".
@@ -502,18 +555,18 @@ func splitID(id string) (ms, n uint64, ok bool) {
 	return ms, n, err1 == nil && err2 == nil
 }
 
-// idSeq packs a stream id as a position's Seq.
+// idSeq is the Seq of the first push of the entry with stream id id.
 func idSeq(id string) (uint64, bool) {
 	ms, n, ok := splitID(id)
-	if !ok || n >= 1<<seqBits || ms >= 1<<(64-seqBits) {
+	if !ok || n >= 1<<entryBits || ms >= 1<<(64-entryBits-pushBits) {
 		return 0, false
 	}
-	return ms<<seqBits | n, true
+	return ms<<(entryBits+pushBits) | n<<pushBits, true
 }
 
-// seqID is the stream id of a position's Seq.
+// seqID is the stream id of the entry holding a position's Seq.
 func seqID(seq uint64) string {
-	return strconv.FormatUint(seq>>seqBits, 10) + "-" + strconv.FormatUint(seq&(1<<seqBits-1), 10)
+	return strconv.FormatUint(seq>>(entryBits+pushBits), 10) + "-" + strconv.FormatUint(seq>>pushBits&(1<<entryBits-1), 10)
 }
 
 // compareIDs compares stream ids; a malformed one counts as the greatest.
