@@ -46,7 +46,7 @@ func main() {
 	flag.IntVar(&cc.Rounds, "rounds", 5, "cross: rounds; each configuration runs once per round, interleaved")
 	flag.IntVar(&cc.Users, "users", 1000, "cross: users, one client each, spread evenly over the nodes")
 	flag.IntVar(&cc.K, "k", 100, "cross: pushes each node makes to each user per push phase")
-	flag.IntVar(&cc.Par, "par", 16, "cross: workers per /push call (the node API's par)")
+	flag.IntVar(&cc.Par, "par", 1000, "cross: workers per /push call (the node API's par; 1000: one per user)")
 	configs := flag.String("configs", "memory,redis,nats", "cross: configurations (memory = one node, in-memory broker)")
 	flag.StringVar(&cc.Redis, "redis", "redis://127.0.0.1:6379", "cross: the shared Redis (a unique prefix is added per measurement)")
 	flag.StringVar(&cc.NATS, "nats", "nats://127.0.0.1:4222", "cross: the shared NATS with JetStream (a unique prefix is added per measurement)")
