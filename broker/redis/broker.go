@@ -78,10 +78,10 @@ type Broker struct {
 	presMu  sync.RWMutex // Connect and Disconnect read-lock it, resync locks it
 	locMu   sync.Mutex   // guards local, pending and stale
 	local   map[string]client
-	pending map[string]int64  // members of local whose Connect failed → when it was made (Unix ms)
-	stale   map[string]client // members whose Disconnect failed
-	dirty   chan struct{}     // holds a token when presence must be resynced
-	kick    chan struct{}     // wakes the node loop after a failure
+	pending map[string]struct{} // members of local whose Connect failed
+	stale   map[string]client   // members whose Disconnect failed
+	dirty   chan struct{}       // holds a token when presence must be resynced
+	kick    chan struct{}       // wakes the node loop after a failure
 }
 
 // keys are the names of the broker's Redis keys.
@@ -142,7 +142,7 @@ func New(url string, opts Options) (*Broker, error) {
 		node:    hex.EncodeToString(id[:]),
 		pubs:    make(chan *pubReq, 1024),
 		local:   make(map[string]client),
-		pending: make(map[string]int64),
+		pending: make(map[string]struct{}),
 		stale:   make(map[string]client),
 		dirty:   make(chan struct{}, 1),
 		kick:    make(chan struct{}, 1),

@@ -43,7 +43,7 @@ func TestIDs(t *testing.T) {
 }
 
 func TestMembers(t *testing.T) {
-	for _, c := range []client{{"alice", "c1"}, {"", "c"}, {"a:b:", ":x:"}, {"12:3", ""}, {"é\x00", "\x00"}} {
+	for _, c := range []client{{uid: "alice", id: "c1"}, {uid: "", id: "c"}, {uid: "a:b:", id: ":x:"}, {uid: "12:3", id: ""}, {uid: "é\x00", id: "\x00"}} {
 		got, ok := splitMember(member(c.uid, c.id))
 		if !ok || got != c {
 			t.Errorf("member %+v read back as %+v, %v", c, got, ok)
@@ -732,7 +732,7 @@ func TestEpochBelowCursor(t *testing.T) {
 	}
 }
 
-// A node that falls more than History pushes behind misses pushes, and
+// A node that falls more than History entries behind misses pushes, and
 // says so.
 func TestReaderFallsBehind(t *testing.T) {
 	rdb := needRedis(t)

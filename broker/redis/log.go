@@ -330,7 +330,7 @@ func (b *Broker) read(ctx context.Context, h sente.Handler, epoch, cursor string
 	level := 0
 	for ctx.Err() == nil {
 		// Each read first looks whether the log was trimmed past the
-		// cursor: the node fell more than History pushes behind (or was
+		// cursor: the node fell more than History entries behind (or was
 		// cut off for that long), and missed pushes.
 		pipe := r.rdb.Pipeline()
 		info := pipe.XInfoStream(ctx, b.keys.log)

@@ -217,3 +217,62 @@ func TestOutage(t *testing.T) {
 		t.Errorf("a reported %+v", ca.presences())
 	}
 }
+
+// Redis loses presence (a restart without persistence) while a client moves
+// from a to b, whose Connect fails: a restores the client it still holds
+// (its connection is closing) before b records its Connect. b's Connect is
+// the later one and wins; a's Disconnect then does nothing, and the user
+// stays present.
+func TestRestoreLosesToLaterConnect(t *testing.T) {
+	rdb := needRedis(t)
+	u, err := url.Parse(redisURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	px := newProxy(t, u.Host)
+	opts := Options{Prefix: testPrefix(t, rdb), NodeTTL: time.Minute} // no node expires here
+	a := newNode(t, redisURL(), opts)
+	b := newNode(t, px.via(t, redisURL()), opts)
+	subscribe(t, a)
+	subscribe(t, b)
+	ctx := context.Background()
+	if opened, err := a.Connect(ctx, "u", "c"); err != nil || !opened {
+		t.Fatalf("a connects c: %v, %v", opened, err)
+	}
+	m := member("u", "c")
+	owner := func() string { return rdb.HGet(ctx, a.keys.clients, m).Val() }
+	// Wait until a condition holds, polling Redis (no hook tells when a
+	// node's upkeep loop has run).
+	until := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+
+	px.cut()
+	tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := b.Connect(tctx, "u", "c"); err == nil {
+		t.Fatal("Connect during the outage succeeded")
+	}
+	bAt := time.Now().UnixMilli()
+	rdb.Del(ctx, a.keys.clients, a.keys.users, a.keys.since, a.keys.self, b.keys.self)
+	// a restores strictly after b's Connect, in the milliseconds that the
+	// records carry: the restore must not count as a later Connect.
+	until("a millisecond to pass", func() bool { return time.Now().UnixMilli() > bAt })
+	a.resyncLater()
+	until("a to restore c", func() bool { return owner() == a.NodeID() })
+	px.restore()
+	until("b to record its Connect of c", func() bool { return owner() == b.NodeID() })
+	if closed, err := a.Disconnect(ctx, "u", "c"); err != nil || closed {
+		t.Errorf("a's Disconnect of the client b took: closed %v, %v", closed, err)
+	}
+	if users, err := a.Users(ctx); err != nil || !slices.Equal(users, []string{"u"}) {
+		t.Errorf("users: %q, %v; want u, whose client is b's", users, err)
+	}
+}

@@ -66,8 +66,12 @@ end
 return 0
 `)
 
-// A client is one (user, client id) pair of this node.
-type client struct{ uid, id string }
+// A client is one (user, client id) pair of this node, and when this node
+// connected it (Unix ms): the time its records carry, also when restored.
+type client struct {
+	uid, id string
+	at      int64
+}
 
 func member(uid, clientID string) string {
 	return strconv.Itoa(len(uid)) + ":" + uid + ":" + clientID
@@ -99,15 +103,15 @@ func (b *Broker) Connect(ctx context.Context, uid, clientID string) (opened bool
 	m := member(uid, clientID)
 	b.presMu.RLock()
 	defer b.presMu.RUnlock()
+	at := time.Now().UnixMilli()
 	b.locMu.Lock()
-	b.local[m] = client{uid, clientID}
+	b.local[m] = client{uid, clientID, at}
 	delete(b.stale, m)
 	b.locMu.Unlock()
-	at := time.Now().UnixMilli()
 	ids, err := registerLua.Run(ctx, b.rdb, b.presenceKeys(), b.node, b.keys.nodePrefix, "take", m, uid, at).StringSlice()
 	b.locMu.Lock()
 	if err != nil {
-		b.pending[m] = at
+		b.pending[m] = struct{}{}
 	} else {
 		delete(b.pending, m)
 	}
@@ -263,11 +267,10 @@ func (b *Broker) register(ctx context.Context, h sente.Handler, mode string, mem
 		b.locMu.Lock()
 		for _, m := range members[:n] {
 			if c, ok := b.local[m]; ok { // not disconnected meanwhile
-				at, ok := b.pending[m]
-				if !ok {
-					at = time.Now().UnixMilli() // restored: only where no node has it
-				}
-				args = append(args, m, c.uid, at)
+				// With the time of its Connect, also when restored: a
+				// node whose Connect of the same client came later and
+				// is recorded later (it failed meanwhile) still wins.
+				args = append(args, m, c.uid, c.at)
 			}
 		}
 		b.locMu.Unlock()
