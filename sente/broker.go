@@ -136,14 +136,16 @@ type Handler struct {
 // node reports each change. A client belongs to the node that connected it
 // last; Disconnect from another node leaves it alone.
 type Broker interface {
-	// Subscribe starts delivery to h until ctx ends. It returns the
-	// position of the last push published before it: every later push
-	// reaches h.Push.
+	// Subscribe starts delivery to h until ctx ends. It returns a
+	// position at or after the last push published before it, and
+	// before every later push, which reaches h.Push.
 	Subscribe(ctx context.Context, h Handler) (Position, error)
 	// Publish appends p to the log and sends it to every subscribed node.
 	Publish(ctx context.Context, p Push) error
-	// Connect records a client of uid on this node; opened reports that
-	// uid had no client before.
+	// Connect records a client of uid on this node, taking it from any
+	// other node that had it; the server calls it again for a client
+	// that returns within its grace period (another node may have taken
+	// it meanwhile). opened reports that uid had no client before.
 	Connect(ctx context.Context, uid, clientID string) (opened bool, err error)
 	// Disconnect forgets a client of uid if it is this node's; closed
 	// reports that uid has no client left.
@@ -229,6 +231,9 @@ func (b *MemoryBroker) Connect(ctx context.Context, uid, clientID string) (bool,
 	if set == nil {
 		set = make(map[string]struct{})
 		b.clients[uid] = set
+	}
+	if _, ok := set[clientID]; ok {
+		return false, nil // again: it was connected already
 	}
 	set[clientID] = struct{}{}
 	return len(set) == 1, nil

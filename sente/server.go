@@ -348,6 +348,7 @@ func (s *Server) attach(clientID, uid string, req *http.Request, ajax bool) *lin
 		gone     *client // an entry of the same client id under another user
 		replaced *link
 		fresh    bool
+		back     bool // the client returns within its grace period
 	)
 	s.mu.Lock()
 	if s.closing {
@@ -383,6 +384,8 @@ func (s *Server) attach(clientID, uid string, req *http.Request, ajax bool) *lin
 	c.grace = nil
 	if c.current != nil {
 		replaced = c.current
+	} else {
+		back = !fresh
 	}
 	c.gen++
 	l.c, l.gen = c, c.gen
@@ -434,6 +437,8 @@ func (s *Server) attach(clientID, uid string, req *http.Request, ajax bool) *lin
 	}
 	if fresh {
 		s.arrived(c, req)
+	} else if back {
+		s.returned(c)
 	}
 	return l
 }
@@ -493,6 +498,20 @@ func (s *Server) removeLocked(c *client) {
 
 func (s *Server) arrived(c *client, req *http.Request) {
 	s.emit(&Event{ID: EventClientConnect, UserID: c.uid, ClientID: c.id, Request: req})
+	opened, err := s.broker.Connect(s.ctx, c.uid, c.id)
+	if err != nil {
+		s.log.Error("sente: broker connect", "uid", c.uid, "client", c.id, "err", err)
+	}
+	if opened {
+		s.emit(&Event{ID: EventUserOpen, UserID: c.uid})
+	}
+}
+
+// returned records again a client that came back within its grace period:
+// meanwhile another node may have taken it (the client went there, then
+// came back), and that node's Disconnect must not remove the client this
+// node holds now.
+func (s *Server) returned(c *client) {
 	opened, err := s.broker.Connect(s.ctx, c.uid, c.id)
 	if err != nil {
 		s.log.Error("sente: broker connect", "uid", c.uid, "client", c.id, "err", err)

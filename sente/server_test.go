@@ -565,6 +565,49 @@ func TestGraceReconnect(t *testing.T) {
 	}
 }
 
+// connectBroker is a MemoryBroker that reports its Connect calls.
+type connectBroker struct {
+	sente.MemoryBroker
+	connects chan string
+}
+
+func (b *connectBroker) Connect(ctx context.Context, uid, clientID string) (bool, error) {
+	b.connects <- uid + " " + clientID
+	return b.MemoryBroker.Connect(ctx, uid, clientID)
+}
+
+// A client that returns within its grace period is recorded with the broker
+// again: in a cluster, another node may have taken it meanwhile, and that
+// node's Disconnect must not remove it. The second Connect opens no user.
+func TestGraceReturnConnectsAgain(t *testing.T) {
+	t.Parallel()
+	b := &connectBroker{connects: make(chan string, 4)}
+	ts := startServer(t, sente.Options{Broker: b, CloseGrace: 500 * time.Millisecond})
+	events := ts.Events()
+	connect := func(what string) {
+		t.Helper()
+		select {
+		case got := <-b.connects:
+			if got != "alice a1" {
+				t.Fatalf("%s: Connect(%s), want alice a1", what, got)
+			}
+		case <-time.After(waitFor):
+			t.Fatalf("%s: no Connect", what)
+		}
+	}
+	a1 := ts.dial(t, "a1", "alice")
+	req := expectEvents(t, events, "chsk/client-connect alice a1", "chsk/uidport-open alice ")[0].Request
+	connect("first connection")
+	a1.close()
+	detached(t, req)
+	a1 = ts.dial(t, "a1", "alice")
+	connect("return within the grace")
+	a1.event("t/sentinel", nil, "")
+	expectEvents(t, events, "t/sentinel alice a1") // no second open
+	a1.close()
+	expectEvents(t, events, "chsk/client-disconnect alice a1", "chsk/uidport-close alice ")
+}
+
 // ---- security ----
 
 func TestSecurity(t *testing.T) {
