@@ -7,20 +7,21 @@ import (
 )
 
 // recent is a node's log of the latest pushes: every push after start up to
-// last, at most cap of them. Guarded by the server's mu.
+// last, at most max of them. The ring grows as pushes come, up to max, then
+// wraps. Guarded by the server's mu.
 type recent struct {
 	start, last Position
 	ring        []Push
-	head, n     int
+	max         int
+	head        int // of the oldest push, once the ring wraps
 }
 
 func (r *recent) reset(start Position, size int) {
 	r.start, r.last = start, start
-	if r.ring == nil || len(r.ring) != size {
-		r.ring = make([]Push, size)
-	}
+	r.max = size
 	clear(r.ring)
-	r.head, r.n = 0, 0
+	r.ring = r.ring[:0]
+	r.head = 0
 }
 
 // add records p, which follows last in the log.
@@ -30,21 +31,19 @@ func (r *recent) add(p Push) {
 	}
 	if p.Pos.Epoch != r.last.Epoch {
 		// A new history: the broker delivers it from its start.
-		r.reset(Position{Epoch: p.Pos.Epoch}, len(r.ring))
+		r.reset(Position{Epoch: p.Pos.Epoch}, r.max)
 	}
 	r.last = p.Pos
-	if len(r.ring) == 0 {
+	switch {
+	case r.max <= 0:
 		r.start = p.Pos
-		return
-	}
-	if r.n == len(r.ring) {
+	case len(r.ring) < r.max:
+		r.ring = append(r.ring, p)
+	default:
 		r.start = r.ring[r.head].Pos
 		r.ring[r.head] = p
 		r.head = (r.head + 1) % len(r.ring)
-		return
 	}
-	r.ring[(r.head+r.n)%len(r.ring)] = p
-	r.n++
 }
 
 // holds reports whether every push after from is here.
@@ -55,7 +54,7 @@ func (r *recent) holds(from Position) bool {
 // between appends to out the pushes after from up to upto that match (uid,
 // clientID).
 func (r *recent) between(out []outItem, from, upto Position, uid, clientID string) []outItem {
-	for i := 0; i < r.n; i++ {
+	for i := range r.ring {
 		p := &r.ring[(r.head+i)%len(r.ring)]
 		if p.Pos.Seq > from.Seq && p.Pos.Seq <= upto.Seq && addresses(p, uid, clientID) {
 			out = append(out, outItem{data: p.Event, pos: p.Pos})
