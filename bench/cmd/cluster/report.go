@@ -336,6 +336,9 @@ func fullReport(r *report) string {
 				}
 				b.WriteString("\n")
 			}
+			if len(p.Result.OrderDetail) > 0 {
+				fmt.Fprintf(&b, "%s: users that got a push twice or out of order (the first %d):\n\n```\n%s\n```\n\n", k, len(p.Result.OrderDetail), strings.Join(p.Result.OrderDetail, "\n\n"))
+			}
 			if len(p.Result.SilentDetail) > 0 {
 				fmt.Fprintf(&b, "%s: users that lost acknowledged pushes without being told `Lost` (the first %d):\n\n```\n%s\n```\n\n", k, len(p.Result.SilentDetail), strings.Join(p.Result.SilentDetail, "\n\n"))
 			}

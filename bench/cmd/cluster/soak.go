@@ -72,6 +72,7 @@ type soakResult struct {
 	NodeLogKinds   map[string]int    `json:"node_log_kinds,omitempty"`
 	NodeLogExample map[string]string `json:"node_log_example,omitempty"` // the first line of each kind
 	SilentDetail   []string          `json:"silent_detail,omitempty"`    // timelines of users that lost pushes silently
+	OrderDetail    []string          `json:"order_detail,omitempty"`     // timelines of users that got a push twice or out of order
 	MissingUsers   []string          `json:"missing_users,omitempty"`    // connected, but not listed
 	MissingDetail  []string          `json:"missing_detail,omitempty"`   // presence events of the first of them
 	UserCloses     int               `json:"user_closes"`
@@ -662,28 +663,36 @@ func runSoak(ctx context.Context, bin string, cfg soakConfig, runID string) (res
 		res.Duplicated += t.dups
 		res.OutOfOrder += t.disorder
 		res.UnackedRecvd += t.unacked
+		uid := fmt.Sprintf("u%d", i)
+		timeline := func() string {
+			var lines []string
+			lines = append(lines, sc.trail...)
+			for _, e := range acks[i%3].trail[i] {
+				lines = append(lines, e)
+			}
+			for _, n := range nodes {
+				for _, e := range n.history(uid) {
+					at, rest, _ := strings.Cut(e, " ")
+					lines = append(lines, at+" "+n.name+": "+rest)
+				}
+			}
+			sort.SliceStable(lines, func(a, b int) bool { return secsOf(lines[a]) < secsOf(lines[b]) })
+			return fmt.Sprintf("its timeline (s since the soak began; pushes from %.1f s, node killed at %.1f s, broker at %.1f s):\n  %s",
+				res.PushStartSecs, res.KillAtSecs, res.BrokerKillAtSecs, strings.Join(lines, "\n  "))
+		}
 		if len(t.lost) > 0 {
 			res.LostUsers++
 			if !sc.told && len(res.SilentDetail) < 3 {
-				uid := fmt.Sprintf("u%d", i)
 				logf("  %s (never told Lost): acknowledged but never received %v (received %v)", uid, clip(t.lost), clip(sc.got))
-				var lines []string
-				lines = append(lines, sc.trail...)
-				for _, e := range acks[i%3].trail[i] {
-					lines = append(lines, e)
-				}
-				for _, n := range nodes {
-					for _, e := range n.history(uid) {
-						at, rest, _ := strings.Cut(e, " ")
-						lines = append(lines, at+" "+n.name+": "+rest)
-					}
-				}
-				sort.SliceStable(lines, func(a, b int) bool { return secsOf(lines[a]) < secsOf(lines[b]) })
-				detail := fmt.Sprintf("%s: acknowledged, never received %v; received %v; its timeline (s since the soak began; pushes from %.1f s, node killed at %.1f s, broker at %.1f s):",
-					uid, clip(t.lost), clip(sc.got), res.PushStartSecs, res.KillAtSecs, res.BrokerKillAtSecs)
-				res.SilentDetail = append(res.SilentDetail, detail+"\n  "+strings.Join(lines, "\n  "))
-				logf("  %s", res.SilentDetail[len(res.SilentDetail)-1])
+				detail := fmt.Sprintf("%s: acknowledged, never received %v; received %v; %s", uid, clip(t.lost), clip(sc.got), timeline())
+				res.SilentDetail = append(res.SilentDetail, detail)
+				logf("  %s", detail)
 			}
+		}
+		if (t.dups > 0 || t.disorder > 0) && len(res.OrderDetail) < 3 {
+			detail := fmt.Sprintf("%s: %d duplicated, %d out of order; received %v; %s", uid, t.dups, t.disorder, clip(sc.got), timeline())
+			res.OrderDetail = append(res.OrderDetail, detail)
+			logf("  %s", detail)
 		}
 		if sc.told {
 			res.ToldLost++
@@ -714,6 +723,12 @@ func runSoak(ctx context.Context, bin string, cfg soakConfig, runID string) (res
 			}
 		}
 		n.mu.Unlock()
+	}
+	if res.LostSilent > 0 {
+		res.Errors = append(res.Errors, fmt.Sprintf("%d acknowledged pushes never received, their clients never told Lost", res.LostSilent))
+	}
+	if res.Duplicated > 0 || res.OutOfOrder > 0 {
+		res.Errors = append(res.Errors, fmt.Sprintf("%d pushes received twice, %d out of order", res.Duplicated, res.OutOfOrder))
 	}
 	logf("  received %d; lost %d (of %d users), duplicated %d, out of order %d, unacknowledged but received %d; told Lost %d (at the end %d); reconnects %d; latency p50 %.1f ms p99 %.1f ms max %.0f ms",
 		res.Received, res.Lost, res.LostUsers, res.Duplicated, res.OutOfOrder, res.UnackedRecvd, res.ToldLost, res.ToldLostAtEnd, res.Reconnects, res.P50ms, res.P99ms, res.Maxms)
