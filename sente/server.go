@@ -138,6 +138,7 @@ type Server struct {
 	hist     recent                        // the latest pushes, for resuming clients
 	clients  map[string]*client            // by client id
 	users    map[string]map[string]*client // uid → client id → client
+	leaving  map[string]chan struct{}      // client id → closed once its departure reached the broker
 	closing  bool
 	conns    sync.WaitGroup // connection handlers
 	timers   sync.WaitGroup // grace timers that may still fire
@@ -378,7 +379,9 @@ func (s *Server) attach(clientID, uid string, req *http.Request, ajax bool) *lin
 		replaced = c.current
 		c = nil
 	}
+	var leaving chan struct{} // the departure of an earlier client of this id
 	if c == nil {
+		leaving = s.leaving[clientID]
 		c = &client{id: clientID, uid: uid, box: &outbox{limit: s.opts.SendQueue}}
 		s.clients[clientID] = c
 		if s.users[uid] == nil {
@@ -445,6 +448,12 @@ func (s *Server) attach(clientID, uid string, req *http.Request, ajax bool) *lin
 		s.departed(gone)
 	}
 	if fresh {
+		if leaving != nil {
+			select {
+			case <-leaving:
+			case <-s.ctx.Done():
+			}
+		}
 		s.arrived(c, req)
 	} else if back {
 		s.returned(c)
@@ -486,8 +495,32 @@ func (s *Server) expire(c *client, gen uint64) {
 	}
 	c.grace = nil
 	s.removeLocked(c)
+	done := s.leaveLocked(c.id)
 	s.mu.Unlock()
 	s.departed(c)
+	s.left(c.id, done)
+}
+
+// leaveLocked records that client id is departing: a new connection of the
+// same id waits for its broker Disconnect before its own Connect, which
+// the Disconnect would otherwise undo if it came second.
+func (s *Server) leaveLocked(id string) chan struct{} {
+	if s.leaving == nil {
+		s.leaving = make(map[string]chan struct{})
+	}
+	done := make(chan struct{})
+	s.leaving[id] = done
+	return done
+}
+
+// left ends a departure that leaveLocked recorded.
+func (s *Server) left(id string, done chan struct{}) {
+	s.mu.Lock()
+	if s.leaving[id] == done {
+		delete(s.leaving, id)
+	}
+	s.mu.Unlock()
+	close(done)
 }
 
 func (s *Server) removeLocked(c *client) {
@@ -596,8 +629,10 @@ func (s *Server) publish(t Target, to, id string, data any, flush bool) error {
 	return nil
 }
 
-// ErrBroker reports a push the broker did not take: it reached the
-// connections of this node only.
+// ErrBroker reports a push the broker did not acknowledge: it reached the
+// connections of this node, out of the log. If the broker stored it after
+// all (the acknowledgement was lost with the connection), those
+// connections get it again from the log, and the others get it too.
 var ErrBroker = errors.New("sente: broker unavailable, push delivered on this node only")
 
 // presence reports the changes the broker decided itself.
@@ -678,8 +713,10 @@ func (s *Server) tooSlow(c *client) {
 	s.mu.Lock()
 	l := c.current
 	removed := s.clients[c.id] == c && !s.closing
+	var done chan struct{}
 	if removed {
 		s.removeLocked(c)
+		done = s.leaveLocked(c.id)
 		s.timers.Add(1) // the departure below, which Shutdown waits for
 	}
 	s.mu.Unlock()
@@ -695,6 +732,7 @@ func (s *Server) tooSlow(c *client) {
 	go func() {
 		defer s.timers.Done()
 		s.departed(c)
+		s.left(c.id, done)
 	}()
 }
 

@@ -608,6 +608,79 @@ func TestGraceReturnConnectsAgain(t *testing.T) {
 	expectEvents(t, events, "chsk/client-disconnect alice a1", "chsk/uidport-close alice ")
 }
 
+// gateBroker is a MemoryBroker whose Disconnect waits for release, and
+// which reports its Connect calls and Disconnect's start.
+type gateBroker struct {
+	sente.MemoryBroker
+	connects      chan string
+	disconnecting chan string
+	release       chan struct{}
+}
+
+func (b *gateBroker) Connect(ctx context.Context, uid, clientID string) (bool, error) {
+	b.connects <- uid + " " + clientID
+	return b.MemoryBroker.Connect(ctx, uid, clientID)
+}
+
+func (b *gateBroker) Disconnect(ctx context.Context, uid, clientID string) (bool, error) {
+	b.disconnecting <- uid + " " + clientID
+	<-b.release
+	return b.MemoryBroker.Disconnect(ctx, uid, clientID)
+}
+
+// A client that comes back after its grace period, while the broker is
+// still removing it, is connected again only once that removal is done:
+// the other way round, the Disconnect would remove the client that is
+// connected.
+func TestReturnWaitsForDeparture(t *testing.T) {
+	t.Parallel()
+	b := &gateBroker{connects: make(chan string, 4), disconnecting: make(chan string, 4), release: make(chan struct{})}
+	ts := startServer(t, sente.Options{Broker: b, CloseGrace: 10 * time.Millisecond})
+	var releaseOnce sync.Once
+	release := func() { releaseOnce.Do(func() { close(b.release) }) }
+	t.Cleanup(release) // before the server's Shutdown, which waits for departures
+	events := ts.Events()
+	recv := func(ch chan string, what string) {
+		t.Helper()
+		select {
+		case got := <-ch:
+			if got != "alice a1" {
+				t.Fatalf("%s: %s, want alice a1", what, got)
+			}
+		case <-time.After(waitFor):
+			t.Fatalf("no %s", what)
+		}
+	}
+	a1 := ts.dial(t, "a1", "alice")
+	expectEvents(t, events, "chsk/client-connect alice a1", "chsk/uidport-open alice ")
+	recv(b.connects, "first Connect")
+	a1.close()
+	expectEvents(t, events, "chsk/client-disconnect alice a1")
+	recv(b.disconnecting, "Disconnect after the grace")
+
+	dialed := make(chan error, 1)
+	go func() {
+		_, err := ts.dialWith(t, query("a1", "alice"), dialOpts{})
+		dialed <- err
+	}()
+	// Nothing tells when the new connection's attach has run; a Connect
+	// within this time would be the bug.
+	select {
+	case got := <-b.connects:
+		t.Fatalf("Connect(%s) while the Disconnect was still on its way", got)
+	case <-time.After(200 * time.Millisecond):
+	}
+	release()
+	expectEvents(t, events, "chsk/uidport-close alice ", "chsk/client-connect alice a1", "chsk/uidport-open alice ")
+	recv(b.connects, "Connect of the returning client")
+	if err := <-dialed; err != nil {
+		t.Fatal(err)
+	}
+	if users, _ := ts.ConnectedUsers(context.Background()); !slices.Equal(users, []string{"alice"}) {
+		t.Errorf("ConnectedUsers %q, want [alice]", users)
+	}
+}
+
 // ---- security ----
 
 func TestSecurity(t *testing.T) {
