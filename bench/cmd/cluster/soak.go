@@ -49,7 +49,8 @@ type soakResult struct {
 	Received      int `json:"received"`      // deliveries counted at the clients (with duplicates)
 	Lost          int `json:"lost"`          // acknowledged, never received
 	LostSilent    int `json:"lost_silent"`   // of which by clients never told Lost
-	Duplicated    int `json:"duplicated"`    // receptions beyond the first of a push
+	Duplicated    int `json:"duplicated"`    // receptions beyond the first of an acknowledged push
+	DupUnacked    int `json:"dup_unacked"`   // receptions beyond the first of a push refused with 503
 	OutOfOrder    int `json:"out_of_order"`  // a push received after a later one of the same user
 	UnackedRecvd  int `json:"unacked_recvd"` // distinct pushes received that were not acknowledged
 	LostUsers     int `json:"lost_users"`    // users with at least one lost push
@@ -661,6 +662,7 @@ func runSoak(ctx context.Context, bin string, cfg soakConfig, runID string) (res
 			res.LostSilent += len(t.lost)
 		}
 		res.Duplicated += t.dups
+		res.DupUnacked += t.dupUnacked
 		res.OutOfOrder += t.disorder
 		res.UnackedRecvd += t.unacked
 		uid := fmt.Sprintf("u%d", i)
@@ -728,10 +730,10 @@ func runSoak(ctx context.Context, bin string, cfg soakConfig, runID string) (res
 		res.Errors = append(res.Errors, fmt.Sprintf("%d acknowledged pushes never received, their clients never told Lost", res.LostSilent))
 	}
 	if res.Duplicated > 0 || res.OutOfOrder > 0 {
-		res.Errors = append(res.Errors, fmt.Sprintf("%d pushes received twice, %d out of order", res.Duplicated, res.OutOfOrder))
+		res.Errors = append(res.Errors, fmt.Sprintf("%d acknowledged pushes received twice, %d out of order", res.Duplicated, res.OutOfOrder))
 	}
-	logf("  received %d; lost %d (of %d users), duplicated %d, out of order %d, unacknowledged but received %d; told Lost %d (at the end %d); reconnects %d; latency p50 %.1f ms p99 %.1f ms max %.0f ms",
-		res.Received, res.Lost, res.LostUsers, res.Duplicated, res.OutOfOrder, res.UnackedRecvd, res.ToldLost, res.ToldLostAtEnd, res.Reconnects, res.P50ms, res.P99ms, res.Maxms)
+	logf("  received %d; lost %d (of %d users), duplicated %d (and %d of refused pushes), out of order %d, unacknowledged but received %d; told Lost %d (at the end %d); reconnects %d; latency p50 %.1f ms p99 %.1f ms max %.0f ms",
+		res.Received, res.Lost, res.LostUsers, res.Duplicated, res.DupUnacked, res.OutOfOrder, res.UnackedRecvd, res.ToldLost, res.ToldLostAtEnd, res.Reconnects, res.P50ms, res.P99ms, res.Maxms)
 	return res, nil
 }
 
@@ -795,22 +797,31 @@ func waitUsers(ctx context.Context, n *node, want int, d time.Duration) error {
 }
 
 type tallied struct {
-	lost     []int32
-	dups     int
-	disorder int
-	unacked  int
+	lost       []int32
+	dups       int // of acknowledged pushes
+	dupUnacked int // of pushes whose /push was refused
+	disorder   int
+	unacked    int
 }
 
 // tally compares what a user's client received with what was acknowledged
 // for it (both made of increasing values).
 func tally(acked, got []int32) tallied {
 	var t tallied
+	ack := map[int32]bool{}
+	for _, v := range acked {
+		ack[v] = true
+	}
 	seen := map[int32]int{}
 	var top int32 = -1
 	for _, v := range got {
 		seen[v]++
 		if seen[v] > 1 {
-			t.dups++
+			if ack[v] {
+				t.dups++
+			} else {
+				t.dupUnacked++
+			}
 			continue
 		}
 		if v < top {
@@ -818,9 +829,7 @@ func tally(acked, got []int32) tallied {
 		}
 		top = max(top, v)
 	}
-	ack := map[int32]bool{}
 	for _, v := range acked {
-		ack[v] = true
 		if seen[v] == 0 {
 			t.lost = append(t.lost, v)
 		}
