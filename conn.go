@@ -721,19 +721,22 @@ func (c *conn) writer() *bufio.Writer {
 	return c.bw
 }
 
-// armWrite moves the write deadline to now+WriteTimeout for a batch of
-// writes, unless it is nearly there already (within an eighth): a burst of
-// batches then costs one call into the runtime's timers, not one each.
+// armWrite makes sure a batch of writes has at least WriteTimeout before
+// the write deadline, moving it to now + 1.5 WriteTimeout when it has less:
+// batches then cost one call into the runtime's timers per half
+// WriteTimeout, not one each. (With a tighter margin, a broadcast to
+// thousands of connections every few seconds spent a tenth of its CPU
+// setting deadlines.)
 func (c *conn) armWrite() {
 	wt := c.cfg.writeTimeout
 	if wt <= 0 {
 		return
 	}
 	now := time.Now()
-	if time.Duration(c.wdeadline-now.UnixNano()) > wt-wt/8 {
+	if time.Duration(c.wdeadline-now.UnixNano()) >= wt {
 		return
 	}
-	d := now.Add(wt)
+	d := now.Add(wt + wt/2)
 	c.wdeadline = d.UnixNano()
 	c.nc.SetWriteDeadline(d)
 }

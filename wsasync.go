@@ -152,7 +152,9 @@ type Options struct {
 	// [ErrPingTimeout]. Zero means DefaultPongTimeout.
 	PongTimeout time.Duration
 	// WriteTimeout bounds each batch of writes; when it passes the
-	// connection is dropped with [ErrWriteTimeout]. Zero means
+	// connection is dropped with [ErrWriteTimeout]. The deadline moves at
+	// most once per half WriteTimeout, not once per batch, so a stalled
+	// batch may get up to half again as long. Zero means
 	// DefaultWriteTimeout; negative means no timeout.
 	WriteTimeout time.Duration
 	// CloseTimeout bounds the wait for the peer's close frame after this end
