@@ -88,6 +88,15 @@ func (p *proxy) restore() {
 	p.mu.Unlock()
 }
 
+// redisHost is the address of the Redis server the tests use.
+func redisHost(t *testing.T) string {
+	u, err := url.Parse(redisURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Host
+}
+
 // via returns the Redis URL with the proxy's address.
 func (p *proxy) via(t *testing.T, raw string) string {
 	u, err := url.Parse(raw)
@@ -104,11 +113,7 @@ func (p *proxy) via(t *testing.T, raw string) string {
 // in order, none twice.
 func TestOutage(t *testing.T) {
 	rdb := needRedis(t)
-	u, err := url.Parse(redisURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	px := newProxy(t, u.Host)
+	px := newProxy(t, redisHost(t))
 	var logs logBuffer
 	opts := Options{Prefix: testPrefix(t, rdb), NodeTTL: time.Minute} // no node expires here
 	a := newNode(t, redisURL(), opts)
@@ -225,11 +230,7 @@ func TestOutage(t *testing.T) {
 // stays present.
 func TestRestoreLosesToLaterConnect(t *testing.T) {
 	rdb := needRedis(t)
-	u, err := url.Parse(redisURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	px := newProxy(t, u.Host)
+	px := newProxy(t, redisHost(t))
 	opts := Options{Prefix: testPrefix(t, rdb), NodeTTL: time.Minute} // no node expires here
 	a := newNode(t, redisURL(), opts)
 	b := newNode(t, px.via(t, redisURL()), opts)
