@@ -2,6 +2,7 @@ package wsasync_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -379,4 +380,56 @@ func TestBackpressurePingTimeout(t *testing.T) {
 		}
 		srv.waitServed(t, 1, lcWait)
 	})
+}
+
+// TestBackpressureDeadlineAfterWait: a write that had to wait for a slow peer
+// leaves a write deadline behind; a write after that deadline has passed
+// must still go out, the connection being healthy.
+func TestBackpressureDeadlineAfterWait(t *testing.T) {
+	const writeTimeout = 500 * time.Millisecond
+	big := make([]byte, 32<<20) // more than loopback's socket buffers hold
+	u := wsasync.Upgrader{Options: wsasync.Options{WriteTimeout: writeTimeout}}
+	srv := lcServe(t, u.GoWebsocket(func(in <-chan wsasync.Message, out chan<- wsasync.Message, errs <-chan error) {
+		defer close(out)
+		out <- wsasync.Binary(big)
+		for m := range in {
+			out <- m
+		}
+	}))
+	d := wsasync.Dialer{Options: wsasync.Options{ReadLimit: 64 << 20}}
+	ctx, cancel := context.WithTimeout(context.Background(), lcWait)
+	defer cancel()
+	c, err := d.Dial(ctx, srv.WS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The client reads nothing for a while: the server's write waits, with
+	// a deadline 1.5 WriteTimeout ahead.
+	time.Sleep(writeTimeout / 4)
+	select {
+	case m := <-c.In:
+		if len(m.Data) != len(big) {
+			t.Fatalf("got %d bytes, want %d", len(m.Data), len(big))
+		}
+	case err := <-c.Errs:
+		t.Fatalf("before the big message: %v", err)
+	case <-ctx.Done():
+		t.Fatal("no big message")
+	}
+	// Past that deadline, the echo must still be written.
+	time.Sleep(2 * writeTimeout)
+	c.Out <- wsasync.Text("after")
+	select {
+	case m := <-c.In:
+		if string(m.Data) != "after" {
+			t.Fatalf("echo %q", m.Data)
+		}
+	case err := <-c.Errs:
+		t.Fatalf("echo after the deadline: %v", err)
+	case <-ctx.Done():
+		t.Fatal("no echo after the deadline")
+	}
+	close(c.Out)
+	<-c.Done
+	srv.waitServed(t, 1, lcWait)
 }

@@ -49,7 +49,7 @@ type conn struct {
 	done chan<- struct{}
 
 	rd socketReader
-	bw *bufio.Writer // taken from the pool for a batch of writes only
+	bw *writeBuf // taken from the pool for a batch of writes only
 	// batched counts the bytes written in this batch; past maxBatch the
 	// batch is flushed, so that one write deadline covers a bounded amount.
 	batched   int
@@ -92,8 +92,22 @@ type conn struct {
 }
 
 var (
-	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, DefaultBufferSize) }}
+	writerPool = sync.Pool{New: func() any { return newWriteBuf(DefaultBufferSize) }}
 )
+
+// A writeBuf is a connection's write buffer, taken for a batch of writes.
+// Where the socket allows (see socketSink), it writes through sink, which
+// arms the write deadline only for a write that would block.
+type writeBuf struct {
+	bufio.Writer
+	sink socketSink
+}
+
+func newWriteBuf(size int) *writeBuf {
+	wb := &writeBuf{Writer: *bufio.NewWriterSize(nil, size)}
+	wb.sink.init()
+	return wb
+}
 
 // newConn sets up a connection. pending holds bytes the handshake already read
 // past its end (a client may send frames right behind its request); they are
@@ -706,19 +720,25 @@ func (c *conn) sendClose(code StatusCode, reason []byte) {
 // maxBatch bounds the bytes written under one write deadline.
 const maxBatch = 64 << 10
 
-// writer takes a pooled buffer for a batch of writes and arms the write
-// deadline for it.
+// writer takes a pooled buffer for a batch of writes. Writing through the
+// socket's RawConn, it leaves the write deadline to the writes that would
+// block; otherwise it arms the deadline for the batch.
 func (c *conn) writer() *bufio.Writer {
 	if c.bw == nil {
 		if c.cfg.writeBufSize == DefaultBufferSize {
-			c.bw = writerPool.Get().(*bufio.Writer)
-			c.bw.Reset(c.nc)
+			c.bw = writerPool.Get().(*writeBuf)
 		} else {
-			c.bw = bufio.NewWriterSize(c.nc, c.cfg.writeBufSize)
+			c.bw = newWriteBuf(c.cfg.writeBufSize)
 		}
-		c.armWrite()
+		if rawWrites && c.rd.raw != nil {
+			c.bw.sink.c = c
+			c.bw.Reset(&c.bw.sink)
+		} else {
+			c.bw.Reset(c.nc)
+			c.armWrite()
+		}
 	}
-	return c.bw
+	return &c.bw.Writer
 }
 
 // armWrite makes sure a batch of writes has at least WriteTimeout before
@@ -745,6 +765,7 @@ func (c *conn) releaseWriter() {
 	if c.bw == nil {
 		return
 	}
+	c.bw.sink.c = nil
 	if c.cfg.writeBufSize == DefaultBufferSize {
 		c.bw.Reset(nil)
 		writerPool.Put(c.bw)

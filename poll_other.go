@@ -11,3 +11,14 @@ const pollSupported = false
 func (c *conn) park() bool { return false }
 
 func (c *conn) unpoll() bool { return false }
+
+// rawWrites: elsewhere, writes go through the net.Conn, and each batch arms
+// the write deadline.
+const rawWrites = false
+
+// socketSink is not used here.
+type socketSink struct{ c *conn }
+
+func (s *socketSink) init() {}
+
+func (s *socketSink) Write(p []byte) (int, error) { return s.c.nc.Write(p) }
