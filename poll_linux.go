@@ -251,8 +251,11 @@ func (c *conn) unpoll() (parked bool) {
 	return parked
 }
 
-// rawWrites: a connection with a RawConn writes through a socketSink.
-const rawWrites = true
+// rawReads, rawWrites: a connection with a RawConn reads with readFD in the
+// RawConn's callback, and writes through a socketSink.
+const rawReads, rawWrites = true, true
+
+func readFD(fd uintptr, p []byte) (int, error) { return syscall.Read(int(fd), p) }
 
 // A socketSink writes a connection's bytes through its RawConn. A write the
 // socket takes at once touches no deadline; one that would block arms the

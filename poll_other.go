@@ -2,6 +2,8 @@
 
 package wsasync
 
+import "errors"
+
 // Elsewhere than on Linux a connection's reader waits in the runtime's poller
 // for the whole life of the connection (see poll_linux.go): conn.poll is never
 // set, so the reader never parks and closeSocket has no poller to leave.
@@ -12,9 +14,11 @@ func (c *conn) park() bool { return false }
 
 func (c *conn) unpoll() bool { return false }
 
-// rawWrites: elsewhere, writes go through the net.Conn, and each batch arms
-// the write deadline.
-const rawWrites = false
+// rawReads, rawWrites: elsewhere, reads and writes go through the net.Conn
+// (and each batch of writes arms the write deadline).
+const rawReads, rawWrites = false, false
+
+func readFD(fd uintptr, p []byte) (int, error) { return 0, errors.ErrUnsupported }
 
 // socketSink is not used here.
 type socketSink struct{ c *conn }

@@ -61,7 +61,7 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, DefaultBufferSize); 
 func (s *socketReader) init(nc net.Conn, size int, pending []byte) {
 	s.nc, s.size, s.pending = nc, size, pending
 	s.touch()
-	if sc, ok := nc.(syscall.Conn); ok {
+	if sc, ok := nc.(syscall.Conn); ok && rawReads {
 		if raw, err := sc.SyscallConn(); err == nil {
 			s.raw = raw
 			s.fillFn = s.fillRaw
@@ -232,7 +232,7 @@ func (s *socketReader) fill() error {
 func (s *socketReader) fillRaw(fd uintptr) bool {
 	s.take()
 	for {
-		n, err := syscall.Read(int(fd), *s.buf)
+		n, err := readFD(fd, *s.buf)
 		switch {
 		case err == syscall.EINTR:
 			continue
