@@ -117,7 +117,7 @@ func main() {
 
 	res := &results{Config: cfg, Meta: collectMeta(bin), Values: map[string]map[string][]float64{}}
 	res.Meta.Command = "go run ./cmd/bench " + strings.Join(os.Args[1:], " ")
-	res.Meta.LoadStart = loadavg()
+	res.Meta.LoadStart = measure.LoadAvg()
 	start := time.Now()
 	n := len(cfg.Contenders)
 	total := cfg.Rounds * len(cfg.Workloads) * n
@@ -146,7 +146,7 @@ func main() {
 				)
 				for try := 0; ; try++ {
 					if wait := min(cfg.QuietWait, slack()); wait > 0 {
-						waitQuiet(wait, cfg.MaxForeign)
+						measure.WaitQuiet(wait, cfg.MaxForeign)
 					}
 					t := time.Now()
 					m1, err1 := runOne(bin, lib, w, r, &cfg)
@@ -183,7 +183,7 @@ func main() {
 		}
 	}
 	res.Meta.Elapsed = time.Since(start).Round(time.Second).String()
-	res.Meta.LoadEnd = loadavg()
+	res.Meta.LoadEnd = measure.LoadAvg()
 	b, err := json.MarshalIndent(res, "", " ")
 	check(err)
 	check(os.WriteFile(jsonPath, b, 0o644))

@@ -246,7 +246,7 @@ func runCross(ctx context.Context, bin string, cfg crossConfig, runID string) *c
 			)
 			for try := 0; try <= cfg.Retries; try++ {
 				if wait := min(cfg.QuietWait, slack()); wait > 0 {
-					waitQuiet(wait, cfg.MaxForeign)
+					measure.WaitQuiet(wait, cfg.MaxForeign)
 				}
 				logf("cross round %d/%d %-6s (try %d)", r+1, cfg.Rounds, name, try+1)
 				t := time.Now()

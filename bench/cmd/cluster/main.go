@@ -24,6 +24,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/wsasync/wsasync/bench/internal/measure"
 )
 
 func logf(format string, a ...any) {
@@ -167,7 +169,7 @@ func main() {
 		case "cross":
 			r := runCross(ctx, bin, cc, runID)
 			m.Elapsed = time.Since(start).Round(time.Second).String()
-			m.LoadEnd = loadavg()
+			m.LoadEnd = measure.LoadAvg()
 			res.Cross = &crossPart{Meta: m, Result: r}
 			failed = append(failed, r.Errors...)
 		default:
@@ -176,7 +178,7 @@ func main() {
 			c.Broker = kind
 			r, err := runSoak(ctx, bin, c, runID+kind[:1])
 			m.Elapsed = time.Since(start).Round(time.Second).String()
-			m.LoadEnd = loadavg()
+			m.LoadEnd = measure.LoadAvg()
 			if err != nil {
 				logf("soak %s FAILED: %v", kind, err)
 				r.Errors = append(r.Errors, err.Error())
@@ -267,7 +269,7 @@ type meta struct {
 
 func collectMeta(command string) meta {
 	m := meta{Date: time.Now().UTC().Format("2006-01-02 15:04 MST"), Cores: runtime.NumCPU(), Go: runtime.Version(),
-		Command: command, LoadStart: loadavg()}
+		Command: command, LoadStart: measure.LoadAvg()}
 	if b, err := exec.Command("lscpu").Output(); err == nil {
 		for _, l := range strings.Split(string(b), "\n") {
 			if v, ok := strings.CutPrefix(l, "Model name:"); ok && m.CPU == "" {

@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/wsasync/wsasync/bench/internal/measure"
 )
@@ -107,32 +106,4 @@ func listenerPID(hostport string) string {
 		}
 	}
 	return ""
-}
-
-// waitQuiet waits, up to limit, until the machine has been nearly idle for
-// half a second (less than threshold cores busy), and returns how busy it
-// was at the end.
-func waitQuiet(limit time.Duration, threshold float64) float64 {
-	deadline := time.Now().Add(limit)
-	for {
-		a, _ := measure.MachineBusy()
-		time.Sleep(500 * time.Millisecond)
-		b, _ := measure.MachineBusy()
-		busy := (b - a) / 0.5
-		if busy < threshold || time.Now().After(deadline) {
-			return busy
-		}
-	}
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return ""
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return ""
-	}
-	return strings.Join(f[:3], " ")
 }
