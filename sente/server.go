@@ -621,19 +621,19 @@ func (s *Server) publish(t Target, to, id string, data any, flush bool) error {
 	}
 	p := Push{Target: t, To: to, Event: ev, Flush: flush}
 	if err := s.broker.Publish(s.ctx, p); err != nil {
-		// The broker is away: this node's connections still get it, out
-		// of the log (a client that resumes later cannot be given it).
-		s.deliver(p) // p has no position: it is out of the log
+		// Not delivered here either, out of the log: it would overtake
+		// the pushes the broker took but has not delivered yet, and
+		// arrive twice if the broker stored it after all.
 		return fmt.Errorf("%w: %w", ErrBroker, err)
 	}
 	return nil
 }
 
-// ErrBroker reports a push the broker did not acknowledge: it reached the
-// connections of this node, out of the log. If the broker stored it after
-// all (the acknowledgement was lost with the connection), those
-// connections get it again from the log, and the others get it too.
-var ErrBroker = errors.New("sente: broker unavailable, push delivered on this node only")
+// ErrBroker reports a push the broker did not acknowledge (it is away).
+// The push reaches no connection, unless the broker stored it after all
+// (its acknowledgement lost with the connection): then it comes from the
+// log like any other, in order and once.
+var ErrBroker = errors.New("sente: broker unavailable, push not taken")
 
 // presence reports the changes the broker decided itself.
 func (s *Server) presence(p Presence) {

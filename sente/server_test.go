@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -678,6 +679,40 @@ func TestReturnWaitsForDeparture(t *testing.T) {
 	}
 	if users, _ := ts.ConnectedUsers(context.Background()); !slices.Equal(users, []string{"alice"}) {
 		t.Errorf("ConnectedUsers %q, want [alice]", users)
+	}
+}
+
+// refusingBroker is a MemoryBroker whose Publish fails while refuse is set.
+type refusingBroker struct {
+	sente.MemoryBroker
+	refuse atomic.Bool
+}
+
+func (b *refusingBroker) Publish(ctx context.Context, p sente.Push) error {
+	if b.refuse.Load() {
+		return errors.New("broker away")
+	}
+	return b.MemoryBroker.Publish(ctx, p)
+}
+
+// A push the broker refuses reaches no connection: delivered here at once,
+// it would overtake the pushes the broker took before it went away and has
+// not delivered yet.
+func TestRefusedPushNotDelivered(t *testing.T) {
+	t.Parallel()
+	b := &refusingBroker{}
+	ts := startServer(t, sente.Options{Broker: b, SendWindow: -1})
+	a1 := ts.dial(t, "a1", "alice")
+	b.refuse.Store(true)
+	if err := ts.Push("alice", "t/n", 1); !errors.Is(err, sente.ErrBroker) {
+		t.Fatalf("Push while the broker is away: %v, want ErrBroker", err)
+	}
+	b.refuse.Store(false)
+	if err := ts.Push("alice", "t/n", 2); err != nil {
+		t.Fatal(err)
+	}
+	if got := summary(a1.pushes(1)); got != "t/n=2" {
+		t.Errorf("got %q, want only the push the broker took", got)
 	}
 }
 

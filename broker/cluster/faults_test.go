@@ -163,7 +163,7 @@ func (b *privateBroker) stop() {
 
 // TestBrokerRestart: the broker goes away during traffic and comes back.
 // Nodes keep serving their connections; pushes made meanwhile are refused
-// (and reach the node's own clients only); once the broker is back the
+// (and reach no one, unless the broker stored them); once the broker is back the
 // cluster carries pushes again and presence is rebuilt, without anyone
 // restarting anything. Every push the broker took reaches every client, in
 // order, once.

@@ -56,8 +56,7 @@
 // While Redis is unreachable, Publish, Connect, Disconnect, Users and
 // Replay fail with an error (within ctx and go-redis's dial and read
 // timeouts; commands are never retried, so a push is never published
-// twice). The server then delivers a push to its own connections only (out
-// of the log), so a user connected to other nodes misses it; clients stay
+// twice). The server then refuses the push (sente.ErrBroker); clients stay
 // connected. The node remembers its clients meanwhile; when Redis answers
 // again (its loops retry with capped, jittered backoff) it records them
 // again, reporting sente.UserOpened for each user that opens then, removes

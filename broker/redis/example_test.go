@@ -25,7 +25,7 @@ func Example() {
 
 	// Reaches user ada's connections on whichever node they are.
 	if err := s.Push("ada", "chat/message", "hello"); err != nil {
-		log.Print(err) // Redis away: delivered on this node only
+		log.Print(err) // Redis away: the push was not taken (sente.ErrBroker)
 	}
 
 	// On the way out: the server first, then the broker.

@@ -194,7 +194,7 @@ func soakRows() []struct {
 		{"**duplicated** (an acknowledged push received more than once)", func(r *soakResult) string { return d(r.Duplicated) }},
 		{"**out of order**", func(r *soakResult) string { return d(r.OutOfOrder) }},
 		{"received though not acknowledged", func(r *soakResult) string { return d(r.UnackedRecvd) }},
-		{"… received twice (refused, yet stored by the broker: delivered by the node out of the log, then again from the log)", func(r *soakResult) string { return d(r.DupUnacked) }},
+		{"… received twice", func(r *soakResult) string { return d(r.DupUnacked) }},
 		{"clients told `Lost` (State().Lost at some open)", func(r *soakResult) string { return d(r.ToldLost) }},
 		{"… and still at the end", func(r *soakResult) string { return d(r.ToldLostAtEnd) }},
 		{"reconnects (opens after the first, all clients)", func(r *soakResult) string { return d(r.Reconnects) }},

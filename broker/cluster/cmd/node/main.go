@@ -6,7 +6,7 @@
 //	POST /push?target=user|client|all&to=…&id=ns/name&from=N&count=K[&stamp=1]
 //	                      pushes the integers N … N+K-1, in order (with stamp,
 //	                      [i, unix nanoseconds at the push]); 503 when the
-//	                      broker refused one (it then reached this node only);
+//	                      broker refused one (it reached no one, unless the broker stored it);
 //	                      several "to" push to each in turn, par workers
 //	                      sharing them (each target's pushes stay in order)
 //	GET /users            the connected users, as a JSON array
