@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/wsasync/wsasync/bench/internal/measure"
 )
 
 type meta struct {
@@ -63,38 +65,8 @@ func median(vs []float64) float64 {
 }
 
 func collectMeta(bin string) meta {
-	m := meta{Date: time.Now().UTC().Format("2006-01-02 15:04 MST"), Cores: runtime.NumCPU(), Versions: map[string]string{}}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		procs := 0
-		for _, l := range strings.Split(string(b), "\n") {
-			k, v, ok := strings.Cut(l, ":")
-			k = strings.TrimSpace(k)
-			if !ok {
-				continue
-			}
-			if k == "model name" && m.CPU == "" {
-				m.CPU = strings.TrimSpace(v)
-			}
-			if k == "processor" {
-				procs++
-			}
-		}
-		if procs > 0 {
-			m.Cores = procs
-		}
-	}
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(l, "MemTotal:"); ok {
-				var kb float64
-				fmt.Sscanf(strings.TrimSpace(v), "%f", &kb)
-				m.Memory = fmt.Sprintf("%.1f GiB", kb/(1<<20))
-			}
-		}
-	}
-	if b, err := exec.Command("uname", "-sr").Output(); err == nil {
-		m.Kernel = strings.TrimSpace(string(b))
-	}
+	m := meta{Date: time.Now().UTC().Format("2006-01-02 15:04 MST"), Versions: map[string]string{}}
+	m.CPU, m.Cores, m.Memory, m.Kernel = measure.Host()
 	m.Go = runtime.Version()
 	if b, err := exec.Command(bin, "-versions").Output(); err == nil {
 		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {

@@ -24,37 +24,16 @@ type cpuMark struct {
 	syscr, syscw float64
 }
 
-// procCPU is the user+system CPU time of a process and its reaped children.
-func procCPU(pid string) (float64, error) {
-	b, err := os.ReadFile("/proc/" + pid + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	f := strings.Fields(s[i+1:])
-	// after the command: state(0) ... utime(11) stime(12) cutime(13) cstime(14)
-	if len(f) < 15 {
-		return 0, fmt.Errorf("unexpected /proc/%s/stat", pid)
-	}
-	var sum float64
-	for _, k := range []int{11, 12, 13, 14} {
-		v, _ := strconv.ParseFloat(f[k], 64)
-		sum += v
-	}
-	return sum / measure.HZ, nil
-}
-
 func mark(serverPID int) cpuMark {
 	m := cpuMark{at: time.Now(), okProcs: true}
 	var err error
 	if m.busy, err = measure.MachineBusy(); err != nil {
 		m.okProcs = false
 	}
-	if m.server, err = procCPU(strconv.Itoa(serverPID)); err != nil {
+	if m.server, err = measure.ProcCPU(strconv.Itoa(serverPID), true); err != nil {
 		m.okProcs = false
 	}
-	if m.self, err = procCPU("self"); err != nil {
+	if m.self, err = measure.ProcCPU("self", true); err != nil {
 		m.okProcs = false
 	}
 	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", serverPID)); err == nil {

@@ -268,27 +268,9 @@ type meta struct {
 }
 
 func collectMeta(command string) meta {
-	m := meta{Date: time.Now().UTC().Format("2006-01-02 15:04 MST"), Cores: runtime.NumCPU(), Go: runtime.Version(),
+	m := meta{Date: time.Now().UTC().Format("2006-01-02 15:04 MST"), Go: runtime.Version(),
 		Command: command, LoadStart: measure.LoadAvg()}
-	if b, err := exec.Command("lscpu").Output(); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(l, "Model name:"); ok && m.CPU == "" {
-				m.CPU = strings.TrimSpace(v)
-			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(l, "MemTotal:"); ok {
-				var kb float64
-				fmt.Sscanf(strings.TrimSpace(v), "%f", &kb)
-				m.Memory = fmt.Sprintf("%.1f GiB", kb/(1<<20))
-			}
-		}
-	}
-	if b, err := exec.Command("uname", "-sr").Output(); err == nil {
-		m.Kernel = strings.TrimSpace(string(b))
-	}
+	m.CPU, m.Cores, m.Memory, m.Kernel = measure.Host()
 	if b, err := exec.Command("go", "env", "GOVERSION").Output(); err == nil {
 		m.Go = strings.TrimSpace(string(b)) // the toolchain that builds the node
 	}

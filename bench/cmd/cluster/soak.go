@@ -113,7 +113,7 @@ func newCPUBook(procs []soakProc) *cpuBook {
 	b := &cpuBook{procs: procs, used: map[string]float64{}, t0: time.Now()}
 	b.m0, _ = measure.MachineBusy()
 	for _, p := range procs {
-		v, _ := procCPU(fmt.Sprint(p.pid))
+		v, _ := measure.ProcCPU(fmt.Sprint(p.pid), false)
 		b.used[p.group] -= v
 	}
 	return b
@@ -126,7 +126,7 @@ func (b *cpuBook) add(p soakProc) { b.procs = append(b.procs, p) }
 func (b *cpuBook) remove(pid int) {
 	for i, p := range b.procs {
 		if p.pid == pid {
-			v, _ := procCPU(fmt.Sprint(pid))
+			v, _ := measure.ProcCPU(fmt.Sprint(pid), false)
 			b.used[p.group] += v
 			b.procs = slices.Delete(b.procs, i, i+1)
 			return
@@ -138,7 +138,7 @@ func (b *cpuBook) remove(pid int) {
 func (b *cpuBook) cores() map[string]float64 {
 	used := maps.Clone(b.used)
 	for _, p := range b.procs {
-		v, _ := procCPU(fmt.Sprint(p.pid))
+		v, _ := measure.ProcCPU(fmt.Sprint(p.pid), false)
 		used[p.group] += v
 	}
 	d := time.Since(b.t0).Seconds()

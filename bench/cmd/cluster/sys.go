@@ -1,15 +1,12 @@
 package main
 
 import (
-	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
-
-	"github.com/wsasync/wsasync/bench/internal/measure"
 )
 
 // raiseNoFile raises this process's RLIMIT_NOFILE to its hard limit (the Go
@@ -37,27 +34,6 @@ func openFiles() int {
 		return -1
 	}
 	return len(ents)
-}
-
-// procCPU is the user+system CPU time of a process (without its children).
-func procCPU(pid string) (float64, error) {
-	b, err := os.ReadFile("/proc/" + pid + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	f := strings.Fields(s[i+1:])
-	// after the command: state(0) ... utime(11) stime(12)
-	if len(f) < 13 {
-		return 0, fmt.Errorf("unexpected /proc/%s/stat", pid)
-	}
-	var sum float64
-	for _, k := range []int{11, 12} {
-		v, _ := strconv.ParseFloat(f[k], 64)
-		sum += v
-	}
-	return sum / measure.HZ, nil
 }
 
 // listenerPID returns the process listening on the TCP port of hostport

@@ -3,6 +3,8 @@ package measure
 import (
 	"fmt"
 	"os"
+	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -64,4 +66,64 @@ func LoadAvg() string {
 		return ""
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// ProcCPU is the user+system CPU time of a process, in seconds, with that
+// of its reaped children when children is set.
+func ProcCPU(pid string, children bool) (float64, error) {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	f := strings.Fields(s[i+1:])
+	// after the command: state(0) ... utime(11) stime(12) cutime(13) cstime(14)
+	fields := []int{11, 12}
+	if children {
+		fields = append(fields, 13, 14)
+	}
+	if len(f) <= fields[len(fields)-1] {
+		return 0, fmt.Errorf("unexpected /proc/%s/stat", pid)
+	}
+	var sum float64
+	for _, k := range fields {
+		v, _ := strconv.ParseFloat(f[k], 64)
+		sum += v
+	}
+	return sum / HZ, nil
+}
+
+// Host describes the machine: its CPU model, cores, memory and kernel.
+func Host() (cpu string, cores int, memory, kernel string) {
+	cores = runtime.NumCPU()
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		procs := 0
+		for _, l := range strings.Split(string(b), "\n") {
+			k, v, ok := strings.Cut(l, ":")
+			switch k = strings.TrimSpace(k); {
+			case !ok:
+			case k == "model name" && cpu == "":
+				cpu = strings.TrimSpace(v)
+			case k == "processor":
+				procs++
+			}
+		}
+		if procs > 0 {
+			cores = procs
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "MemTotal:"); ok {
+				var kb float64
+				fmt.Sscanf(strings.TrimSpace(v), "%f", &kb)
+				memory = fmt.Sprintf("%.1f GiB", kb/(1<<20))
+			}
+		}
+	}
+	if b, err := exec.Command("uname", "-sr").Output(); err == nil {
+		kernel = strings.TrimSpace(string(b))
+	}
+	return cpu, cores, memory, kernel
 }
