@@ -13,25 +13,17 @@ import (
 )
 
 // TestHotPathAllocs fails when the server allocates more per echoed message
-// than the received payload itself, or anything on the send path.
+// than the received payload itself, anything when the echo recycles the
+// payload, or anything on the send path.
 func TestHotPathAllocs(t *testing.T) {
-	for _, size := range benchSizes {
-		srv := httptest.NewServer(wsasync.GoWebsocket(echoHandler))
-		c := dialRaw(t, srv, size)
-		echoOnce := func() {
-			if _, err := c.nc.Write(c.frame); err != nil {
-				t.Fatal(err)
-			}
-			if err := c.readFrame(); err != nil {
-				t.Fatal(err)
-			}
+	for _, e := range echoHandlers {
+		want := 1.0 // the payload
+		if e.name == "recycled" {
+			want = 0
 		}
-		echoOnce() // warm the pools
-		if n := testing.AllocsPerRun(2000, echoOnce); n > 1 {
-			t.Errorf("echo of %d bytes: %v allocations per message on the server, want at most 1 (the payload)", size, n)
+		for _, size := range benchSizes {
+			echoAllocs(t, e.name, e.h, size, want)
 		}
-		c.close()
-		srv.Close()
 	}
 
 	payload := make([]byte, 64)
@@ -60,5 +52,27 @@ func TestHotPathAllocs(t *testing.T) {
 	sendBatch()
 	if n := testing.AllocsPerRun(50, sendBatch); n > 0 {
 		t.Errorf("send path: %v allocations per %d messages, want 0", n, batch)
+	}
+}
+
+// echoAllocs fails t when an echo of size bytes through h allocates more
+// than want per message on the server.
+func echoAllocs(t *testing.T, name string, h wsasync.Handler, size int, want float64) {
+	t.Helper()
+	srv := httptest.NewServer(wsasync.GoWebsocket(h))
+	defer srv.Close()
+	c := dialRaw(t, srv, size)
+	defer c.close()
+	echoOnce := func() {
+		if _, err := c.nc.Write(c.frame); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.readFrame(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	echoOnce() // warm the pools
+	if n := testing.AllocsPerRun(2000, echoOnce); n > want {
+		t.Errorf("%s echo of %d bytes: %v allocations per message on the server, want at most %v", name, size, n, want)
 	}
 }

@@ -78,63 +78,85 @@ func echoHandler(in <-chan wsasync.Message, out chan<- wsasync.Message, errs <-c
 	}
 }
 
+// recycleEchoHandler answers each message with itself, recycled: its
+// buffer serves a later read once written.
+func recycleEchoHandler(in <-chan wsasync.Message, out chan<- wsasync.Message, errs <-chan error) {
+	defer close(out)
+	for m := range in {
+		out <- m.Recycled()
+	}
+}
+
 var benchSizes = []int{64, 4096}
+
+// echoHandlers are the two echo handlers the benchmarks compare: one that
+// leaves each payload to the collector, one that recycles it.
+var echoHandlers = []struct {
+	name string
+	h    wsasync.Handler
+}{{"kept", echoHandler}, {"recycled", recycleEchoHandler}}
+
+// forEchoes runs f for every handler and payload size, as sub-benchmarks
+// named handler/size.
+func forEchoes(b *testing.B, f func(b *testing.B, h wsasync.Handler, size int)) {
+	for _, e := range echoHandlers {
+		for _, size := range benchSizes {
+			b.Run(e.name+"/"+strconv.Itoa(size), func(b *testing.B) { f(b, e.h, size) })
+		}
+	}
+}
 
 // BenchmarkEcho measures one round trip through an echo handler with one
 // message in flight; allocs/op are the server's (the client allocates none).
 func BenchmarkEcho(b *testing.B) {
-	for _, size := range benchSizes {
-		b.Run(strconv.Itoa(size), func(b *testing.B) {
-			srv := httptest.NewServer(wsasync.GoWebsocket(echoHandler))
-			defer srv.Close()
-			c := dialRaw(b, srv, size)
-			defer c.close()
-			b.SetBytes(int64(size))
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := c.nc.Write(c.frame); err != nil {
-					b.Fatal(err)
-				}
-				if err := c.readFrame(); err != nil {
-					b.Fatal(err)
-				}
+	forEchoes(b, func(b *testing.B, h wsasync.Handler, size int) {
+		srv := httptest.NewServer(wsasync.GoWebsocket(h))
+		defer srv.Close()
+		c := dialRaw(b, srv, size)
+		defer c.close()
+		b.SetBytes(int64(size))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := c.nc.Write(c.frame); err != nil {
+				b.Fatal(err)
 			}
-		})
-	}
+			if err := c.readFrame(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
 
 // BenchmarkEchoPipelined keeps 8 messages in flight, which lets the writer
 // coalesce several echoes into one write.
 func BenchmarkEchoPipelined(b *testing.B) {
 	const depth = 8
-	for _, size := range benchSizes {
-		b.Run(strconv.Itoa(size), func(b *testing.B) {
-			srv := httptest.NewServer(wsasync.GoWebsocket(echoHandler))
-			defer srv.Close()
-			c := dialRaw(b, srv, size)
-			defer c.close()
-			b.SetBytes(int64(size))
-			b.ReportAllocs()
-			sent, got := 0, 0
-			for b.Loop() {
-				for sent-got < depth {
-					if _, err := c.nc.Write(c.frame); err != nil {
-						b.Fatal(err)
-					}
-					sent++
-				}
-				if err := c.readFrame(); err != nil {
+	forEchoes(b, func(b *testing.B, h wsasync.Handler, size int) {
+		srv := httptest.NewServer(wsasync.GoWebsocket(h))
+		defer srv.Close()
+		c := dialRaw(b, srv, size)
+		defer c.close()
+		b.SetBytes(int64(size))
+		b.ReportAllocs()
+		sent, got := 0, 0
+		for b.Loop() {
+			for sent-got < depth {
+				if _, err := c.nc.Write(c.frame); err != nil {
 					b.Fatal(err)
 				}
-				got++
+				sent++
 			}
-			for ; got < sent; got++ {
-				if err := c.readFrame(); err != nil {
-					b.Fatal(err)
-				}
+			if err := c.readFrame(); err != nil {
+				b.Fatal(err)
 			}
-		})
-	}
+			got++
+		}
+		for ; got < sent; got++ {
+			if err := c.readFrame(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
 
 // BenchmarkRead measures the server's read path alone: frames arrive in

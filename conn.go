@@ -394,6 +394,7 @@ func (c *conn) readLoop() (parked bool) {
 		}
 		if typ == TextMessage && !utf8.Valid(msg) {
 			c.terminate(&CloseError{Code: StatusInvalidFramePayloadData, Reason: "invalid UTF-8", Err: ErrInvalidUTF8})
+			release(msg)
 			discard, msg = true, nil
 			closeIn()
 			continue
@@ -443,7 +444,9 @@ func (c *conn) deliver(m Message) bool {
 	select {
 	case c.in <- m:
 	case <-c.closing:
+		release(m.Data)
 	case <-c.dead:
+		release(m.Data)
 		return false
 	}
 	return true
@@ -459,8 +462,9 @@ func (c *conn) readPayload(msg []byte, h ws.Header) ([]byte, error) {
 		return msg, nil
 	}
 	if msg == nil && (c.cfg.readLimit > 0 || h.Length <= chunk) {
-		// Bounded by the read limit: one allocation of the exact size.
-		msg = make([]byte, 0, h.Length)
+		// Bounded by the read limit: one buffer of the size, taken from
+		// the released ones when there is one.
+		msg = payload(int(h.Length))
 	}
 	start := len(msg)
 	for rest := h.Length; rest > 0; {
@@ -542,6 +546,7 @@ func (c *conn) writeLoop() {
 				c.closeNormally()
 			case c.closeSent.Load():
 				// Discarded: the connection is closing.
+				m.releaseTaken()
 			default:
 				c.send(m)
 			}
@@ -581,10 +586,11 @@ func (c *conn) writeLoop() {
 	// it, until the handler returns (GoWebsocket) or out is closed.
 	for out != nil && !(c.handler && c.returned.Load()) {
 		select {
-		case _, ok := <-out:
+		case m, ok := <-out:
 			if !ok {
 				return
 			}
+			m.releaseTaken()
 		case <-c.wake:
 		}
 	}
@@ -671,8 +677,17 @@ func (c *conn) servePending() {
 	// close, or failed) or when the close timeout passes.
 }
 
+// releaseTaken releases a recycled message's Data once the writer is done
+// with it.
+func (m Message) releaseTaken() {
+	if m.recycle {
+		release(m.Data)
+	}
+}
+
 // send writes one message from out.
 func (c *conn) send(m Message) {
+	defer m.releaseTaken()
 	switch m.Type {
 	case TextMessage:
 		c.writeFrame(ws.OpText, m.Data)

@@ -43,6 +43,37 @@ func ExampleGoWebsocket() {
 	// wsasync: closed with 1000 (normal closure)
 }
 
+// An echo that hands each payload back once it is written: the next read of
+// a message of about its size fills the same buffer, so the echo allocates
+// nothing per message. A handler that only reads its messages releases each
+// one when it is done with it.
+func ExampleMessage_Recycled() {
+	echo := wsasync.GoWebsocket(func(in <-chan wsasync.Message, out chan<- wsasync.Message, errs <-chan error) {
+		defer close(out)
+		for m := range in {
+			out <- m.Recycled()
+		}
+	})
+	srv := httptest.NewServer(echo)
+	defer srv.Close()
+
+	c, err := wsasync.Dial(context.Background(), wsURL(srv))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer close(c.Out)
+	for _, s := range []string{"one", "two"} {
+		c.Out <- wsasync.Text(s)
+		m := <-c.In
+		fmt.Println(string(m.Data))
+		m.Release() // nothing keeps m.Data
+	}
+	// Output:
+	// one
+	// two
+}
+
 // Sending Closed closes the connection with that code and reason, after the
 // messages queued before it.
 func ExampleClosed() {

@@ -979,7 +979,11 @@ func interopClientSuite(t *testing.T, argv []string, ping string, seesPings bool
 			}
 			s := interopMust(t, seen, "the handler")
 			if len(s.msgs) != 1 || string(s.msgs[0].Data) != "ready" {
-				t.Errorf("handler got %q, want [ready]", s.msgs)
+				var got []string
+				for _, m := range s.msgs {
+					got = append(got, string(m.Data))
+				}
+				t.Errorf("handler got %q, want [ready]", got)
 			}
 			interopCloseErr(t, s.err, tc.code, tc.reason, false)
 		})

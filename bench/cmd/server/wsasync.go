@@ -19,8 +19,10 @@ func init() {
 			echoConns.Add(1)
 			defer echoConns.Add(-1)
 			defer close(out)
+			// The echo hands each payload back for reuse once written,
+			// as gws's echo closes each message.
 			for m := range in {
-				out <- m
+				out <- m.Recycled()
 			}
 		})
 		// A broadcast connection registers its out channel and parks in a
