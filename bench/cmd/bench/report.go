@@ -218,7 +218,7 @@ func writeReport(r *results, path, svgPath, svgName string) error {
 		p("\n")
 	}
 
-	p("### Ratios to wsasync\n\nMedian of the contender ÷ median of wsasync. For ↑ figures a ratio above 1 means the contender does better than wsasync; for ↓ figures a ratio above 1 means it does worse.\n\n| |")
+	p("### Ratios to wsasync\n\nMedian of the contender ÷ median of wsasync. For ↑ figures a ratio above 1 means the contender does better than wsasync; for ↓ figures a ratio above 1 means it does worse. A ratio to an allocation rate under %v per message is left out (—): the tables above give the figures.\n\n| |", noAllocs)
 	var charted []metric
 	for _, m := range metrics {
 		if m.chart != "" && r.Values[m.key] != nil {
@@ -288,10 +288,14 @@ func writeReport(r *results, path, svgPath, svgName string) error {
 	return os.WriteFile(svgPath, []byte(chart(r, charted)), 0o644)
 }
 
+// noAllocs is the allocation rate below which a ratio to it says nothing:
+// pool refills after a GC cycle, not a cost per message.
+const noAllocs = 0.01
+
 func ratio(r *results, m metric, lib string) (float64, bool) {
 	v, ok1 := r.med(m.key, lib)
 	w, ok2 := r.med(m.key, "wsasync")
-	if !ok1 || !ok2 || w == 0 {
+	if !ok1 || !ok2 || w == 0 || (strings.HasSuffix(m.key, ".allocs") && w < noAllocs) {
 		return 0, false
 	}
 	return v / w, true
