@@ -283,7 +283,7 @@ func (s *socketSink) Write(p []byte) (int, error) {
 		c.wdeadline = 0
 	}
 	s.p, s.n, s.err = p, 0, nil
-	err := c.rd.raw.Write(s.fn)
+	err := c.wraw.Write(s.fn)
 	n := s.n
 	if err == nil {
 		err = s.err
