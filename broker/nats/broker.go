@@ -285,7 +285,7 @@ func (b *Broker) Subscribe(ctx context.Context, h sente.Handler) (sente.Position
 	info, epoch, err := b.streamInfo(ictx, true)
 	icancel()
 	if err == nil {
-		cur = cursor{epoch: epoch, seq: info.State.LastSeq}
+		cur = cursor{epoch: epoch, created: info.Created, seq: info.State.LastSeq}
 		pos = sente.Position{Epoch: epoch, Seq: (cur.seq + 1) << idxBits}
 	} else {
 		err = fmt.Errorf("nats broker: subscribe: %w", err)

@@ -262,6 +262,45 @@ func TestEpochChange(t *testing.T) {
 	}
 }
 
+// TestStreamRecreatedSameEpoch makes the log stream again with the same
+// description, as a restore of its configuration would: its sequence starts
+// over under the old epoch. The nodes must give it a new epoch and deliver
+// its pushes, not skip them as already delivered, and old positions must be
+// reported lost.
+func TestStreamRecreatedSameEpoch(t *testing.T) {
+	url := serverURL(t)
+	prefix := testPrefix(t, url)
+	_, js := admin(t, url)
+	a := newNode(t, url, Options{Prefix: prefix}).subscribe()
+	b := newNode(t, url, Options{Prefix: prefix}).subscribe()
+	for _, ev := range []string{"old1", "old2", "old3"} {
+		a.publish(ev)
+	}
+	old := b.waitPushes(3)[2]
+	ctx := ctxT(t)
+	s, err := js.Stream(ctx, prefix+"_LOG")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	if err := js.DeleteStream(ctx, prefix+"_LOG"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	a.publish("new")
+	got := b.waitPushes(4)
+	p := got[3]
+	if string(p.Event) != "new" || !p.Gap || p.Pos.Epoch == old.Pos.Epoch {
+		t.Fatalf("after the stream was made again: %+v (old %v)", p, old.Pos)
+	}
+	lost, err := b.Replay(ctx, old.Pos, p.Pos, func(sente.Push) { t.Fatal("push") })
+	if err != nil || !lost {
+		t.Fatalf("replay from before: lost %v, %v", lost, err)
+	}
+}
+
 func TestSubscribePosition(t *testing.T) {
 	url := serverURL(t)
 	prefix := testPrefix(t, url)

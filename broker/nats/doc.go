@@ -54,7 +54,13 @@
 // deleted) the node reads again from the last message it delivered, so it
 // misses nothing as long as that message is still in the history; when the
 // stream was replaced (new epoch) it delivers the new history from its
-// start. Replay reads the stream too: a client can resume from a position as
+// start. A history that changed without its epoch showing it gets a new
+// epoch from the first node that sees it, so that no position names two
+// pushes: a stream made again with the same description (a restored
+// configuration), or one whose sequence went back below what the node had
+// delivered (a server that lost messages it had acknowledged). Every
+// position taken before is then reported lost, and the node's clients are
+// told, as after a replacement. Replay reads the stream too: a client can resume from a position as
 // long as the message holding it is within the last History messages and
 // HistoryAge (the resume window); otherwise Replay reports lost.
 //

@@ -338,9 +338,57 @@ func (b *Broker) drop(cons jetstream.Consumer) {
 
 // cursor is where a node's delivery stands.
 type cursor struct {
-	epoch string // "" before the log could be read: start at its end
-	seq   uint64 // stream sequence of the last message delivered
-	gap   bool   // the next push delivered follows pushes this node missed
+	epoch   string    // "" before the log could be read: start at its end
+	created time.Time // when the stream read was made: which stream it is
+	seq     uint64    // stream sequence of the last message delivered
+	gap     bool      // the next push delivered follows pushes this node missed
+}
+
+// resume decides where delivery goes on from cur, on the stream made at
+// created whose description holds epoch and whose last message is last.
+// rotate reports a history that changed without its epoch showing it: the
+// stream was made again with the same description, or its sequence went
+// back below what this node delivered (the server lost messages it had
+// acknowledged). Its sequence numbers then name other pushes than before,
+// so the caller gives it a new epoch, which makes every position taken
+// before it lost.
+func resume(cur cursor, epoch string, created time.Time, last uint64) (next cursor, rotate bool, why string) {
+	same := created.Equal(cur.created)
+	switch {
+	case cur.epoch == "":
+		return cursor{epoch: epoch, created: created, seq: last}, false, ""
+	case !same:
+		// Another stream: its whole history is new to this node.
+		return cursor{epoch: epoch, created: created, gap: true}, cur.epoch == epoch, "the log was replaced: delivering it from its start"
+	case cur.epoch != epoch:
+		// The same stream, renamed by a node that found it went back.
+		return cursor{epoch: epoch, created: created, seq: min(cur.seq, last), gap: true}, false, "the log's epoch changed: delivering from where it stands"
+	case last < cur.seq:
+		return cursor{epoch: epoch, created: created, seq: last, gap: true}, true, "the log went back below what this node delivered: pushes lost"
+	}
+	return cur, false, ""
+}
+
+// rotate gives the stream a new epoch, unless its description no longer
+// holds old (another node rotated it meanwhile), and returns the epoch it
+// has then.
+func (b *Broker) rotate(ctx context.Context, old string) (string, error) {
+	s, err := b.js.Stream(ctx, b.stream)
+	if err != nil {
+		return "", fmt.Errorf("nats broker: log stream %s: %w", b.stream, err)
+	}
+	cfg := s.CachedInfo().Config
+	if cur, _ := strings.CutPrefix(cfg.Description, epochTag); cur != old {
+		_, epoch, err := b.streamInfo(ctx, false)
+		return epoch, err
+	}
+	epoch := sente.NewEpoch()
+	cfg.Description = epochTag + epoch
+	if _, err := b.js.UpdateStream(ctx, cfg); err != nil {
+		return "", fmt.Errorf("nats broker: new epoch for log stream %s: %w", b.stream, err)
+	}
+	b.log.Warn("nats broker: log stream given a new epoch", "stream", b.stream, "old", old, "epoch", epoch)
+	return epoch, nil
 }
 
 // read delivers the log to h from after cur until ctx ends, opening a new
@@ -373,17 +421,24 @@ func (b *Broker) readOnce(ctx context.Context, h sente.Handler, cur *cursor) (n 
 	if err != nil {
 		return 0, err
 	}
-	switch {
-	case cur.epoch == "":
-		*cur = cursor{epoch: epoch, seq: info.State.LastSeq}
-	case cur.epoch != epoch:
-		b.log.Warn("nats broker: the log was replaced (new epoch): delivering it from its start", "old", cur.epoch, "new", epoch)
-		// What the old history held that this node had not read is gone
-		// with it: the server makes its clients resume, and they are told.
-		*cur = cursor{epoch: epoch, gap: true}
-	case info.State.Msgs > 0 && info.State.FirstSeq > cur.seq+1:
+	// What a replaced or rewound history held that this node had not
+	// read is gone: the next push delivered carries Gap, and the server
+	// makes its clients resume, which tells them.
+	next, rotate, why := resume(*cur, epoch, info.Created, info.State.LastSeq)
+	if why != "" {
+		b.log.Warn("nats broker: "+why, "stream", b.stream, "epoch", cur.epoch, "now", epoch, "after", cur.seq, "last", info.State.LastSeq)
+	}
+	if rotate {
+		if next.epoch, err = b.rotate(ctx, epoch); err != nil {
+			return 0, err
+		}
+		epoch = next.epoch
+	}
+	if cur.epoch != "" && next.epoch == cur.epoch && next.seq == cur.seq &&
+		info.State.Msgs > 0 && info.State.FirstSeq > cur.seq+1 {
 		b.log.Warn("nats broker: log trimmed past this node's position: pushes lost", "after", cur.seq, "first", info.State.FirstSeq)
 	}
+	*cur = next
 	cons, err := b.open(ctx, epoch, cur.seq+1)
 	if err != nil {
 		return 0, err

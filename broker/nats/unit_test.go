@@ -114,3 +114,32 @@ func TestKeys(t *testing.T) {
 		t.Fatal("foreign key read")
 	}
 }
+
+func TestResume(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	t1 := t0.Add(time.Hour)
+	at := cursor{epoch: "e", created: t0, seq: 10}
+	for _, tc := range []struct {
+		name   string
+		cur    cursor
+		epoch  string
+		made   time.Time
+		last   uint64
+		next   cursor
+		rotate bool
+	}{
+		{"first read starts at the end", cursor{}, "e", t0, 7, cursor{epoch: "e", created: t0, seq: 7}, false},
+		{"same history, more pushes", at, "e", t0, 15, at, false},
+		{"same history, nothing new", at, "e", t0, 10, at, false},
+		{"replaced, new epoch", at, "f", t1, 3, cursor{epoch: "f", created: t1, gap: true}, false},
+		{"replaced with the same epoch", at, "e", t1, 3, cursor{epoch: "e", created: t1, gap: true}, true},
+		{"went back", at, "e", t0, 4, cursor{epoch: "e", created: t0, seq: 4, gap: true}, true},
+		{"renamed by another node, ahead of us", at, "g", t0, 12, cursor{epoch: "g", created: t0, seq: 10, gap: true}, false},
+		{"renamed by another node, went back", at, "g", t0, 6, cursor{epoch: "g", created: t0, seq: 6, gap: true}, false},
+	} {
+		next, rotate, _ := resume(tc.cur, tc.epoch, tc.made, tc.last)
+		if next != tc.next || rotate != tc.rotate {
+			t.Errorf("%s: got %+v rotate %v, want %+v rotate %v", tc.name, next, rotate, tc.next, tc.rotate)
+		}
+	}
+}
