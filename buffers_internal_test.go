@@ -1,6 +1,9 @@
 package wsasync
 
-import "testing"
+import (
+	"testing"
+	"unsafe"
+)
 
 func TestPayloadClasses(t *testing.T) {
 	for i := 1; i < len(payloadClasses); i++ {
@@ -49,5 +52,13 @@ func TestPayloadReuse(t *testing.T) {
 	}
 	for _, p := range held {
 		release(p)
+	}
+}
+
+// TestMessageSize guards the size of what every send on in and out copies:
+// the recycle mark sits in Type's padding.
+func TestMessageSize(t *testing.T) {
+	if n := unsafe.Sizeof(Message{}); n != 32 {
+		t.Fatalf("Message is %d bytes, want 32", n)
 	}
 }
