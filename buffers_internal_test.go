@@ -58,7 +58,11 @@ func TestPayloadReuse(t *testing.T) {
 // TestMessageSize guards the size of what every send on in and out copies:
 // the recycle mark sits in Type's padding.
 func TestMessageSize(t *testing.T) {
-	if n := unsafe.Sizeof(Message{}); n != 32 {
-		t.Fatalf("Message is %d bytes, want 32", n)
+	want := unsafe.Sizeof(struct {
+		Type MessageType
+		Data []byte
+	}{})
+	if n := unsafe.Sizeof(Message{}); n != want {
+		t.Fatalf("Message is %d bytes, want %d", n, want)
 	}
 }
