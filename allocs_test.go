@@ -64,10 +64,7 @@ func echoAllocs(t *testing.T, name string, h wsasync.Handler, size int, want flo
 	c := dialRaw(t, srv, size)
 	defer c.close()
 	echoOnce := func() {
-		if _, err := c.nc.Write(c.frame); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.readFrame(); err != nil {
+		if err := c.echo(); err != nil {
 			t.Fatal(err)
 		}
 	}

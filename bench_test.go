@@ -69,6 +69,14 @@ func (c *rawClient) readFrame() error {
 	return err
 }
 
+// echo sends the client's frame and reads the answer.
+func (c *rawClient) echo() error {
+	if _, err := c.nc.Write(c.frame); err != nil {
+		return err
+	}
+	return c.readFrame()
+}
+
 func (c *rawClient) close() { c.nc.Close() }
 
 func echoHandler(in <-chan wsasync.Message, out chan<- wsasync.Message, errs <-chan error) {
@@ -97,11 +105,20 @@ var echoHandlers = []struct {
 }{{"kept", echoHandler}, {"recycled", recycleEchoHandler}}
 
 // forEchoes runs f for every handler and payload size, as sub-benchmarks
-// named handler/size.
-func forEchoes(b *testing.B, f func(b *testing.B, h wsasync.Handler, size int)) {
+// named handler/size, each with a server running the handler and a raw client
+// of it.
+func forEchoes(b *testing.B, f func(b *testing.B, c *rawClient)) {
 	for _, e := range echoHandlers {
 		for _, size := range benchSizes {
-			b.Run(e.name+"/"+strconv.Itoa(size), func(b *testing.B) { f(b, e.h, size) })
+			b.Run(e.name+"/"+strconv.Itoa(size), func(b *testing.B) {
+				srv := httptest.NewServer(wsasync.GoWebsocket(e.h))
+				defer srv.Close()
+				c := dialRaw(b, srv, size)
+				defer c.close()
+				b.SetBytes(int64(size))
+				b.ReportAllocs()
+				f(b, c)
+			})
 		}
 	}
 }
@@ -109,18 +126,9 @@ func forEchoes(b *testing.B, f func(b *testing.B, h wsasync.Handler, size int)) 
 // BenchmarkEcho measures one round trip through an echo handler with one
 // message in flight; allocs/op are the server's (the client allocates none).
 func BenchmarkEcho(b *testing.B) {
-	forEchoes(b, func(b *testing.B, h wsasync.Handler, size int) {
-		srv := httptest.NewServer(wsasync.GoWebsocket(h))
-		defer srv.Close()
-		c := dialRaw(b, srv, size)
-		defer c.close()
-		b.SetBytes(int64(size))
-		b.ReportAllocs()
+	forEchoes(b, func(b *testing.B, c *rawClient) {
 		for b.Loop() {
-			if _, err := c.nc.Write(c.frame); err != nil {
-				b.Fatal(err)
-			}
-			if err := c.readFrame(); err != nil {
+			if err := c.echo(); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -131,13 +139,7 @@ func BenchmarkEcho(b *testing.B) {
 // coalesce several echoes into one write.
 func BenchmarkEchoPipelined(b *testing.B) {
 	const depth = 8
-	forEchoes(b, func(b *testing.B, h wsasync.Handler, size int) {
-		srv := httptest.NewServer(wsasync.GoWebsocket(h))
-		defer srv.Close()
-		c := dialRaw(b, srv, size)
-		defer c.close()
-		b.SetBytes(int64(size))
-		b.ReportAllocs()
+	forEchoes(b, func(b *testing.B, c *rawClient) {
 		sent, got := 0, 0
 		for b.Loop() {
 			for sent-got < depth {
