@@ -54,7 +54,7 @@ func release(b []byte) {
 		return
 	}
 	if c > maxPooledPayload {
-		return // kept, it would hold more memory than it serves
+		return // left to the collector: it would hold more memory than it serves
 	}
 	k := len(payloadClasses) - 1
 	if c < maxPooledPayload {

@@ -34,7 +34,11 @@ type conn struct {
 	// line is a miss. (In the fan-out profile, the first loads of these
 	// fields, then spread over the struct, were among the largest costs
 	// outside the write syscalls.)
-	out       <-chan Message
+	out <-chan Message
+	// wake (cap 1) tells the writer to look at what is pending: a ping or
+	// pong due, a close asked for, the handler returned, the reader done,
+	// the socket closed. The writer waits on out and wake alone, so that an
+	// idle writer costs the runtime two waiting entries, not one per cause.
 	wake      chan struct{}
 	cfg       *config
 	bw        *writeBuf // taken from the pool for a batch of writes only
@@ -69,10 +73,6 @@ type conn struct {
 	rhdr [ws.MaxHeaderSize]byte
 	ctl  [ws.MaxControlFramePayloadSize]byte // reader's control payloads
 
-	// wake (cap 1) tells the writer to look at what is pending: a ping or
-	// pong due, a close asked for, the handler returned, the reader done,
-	// the socket closed. The writer waits on out and wake alone, so that an
-	// idle writer costs the runtime two waiting entries, not one per cause.
 	closing    chan struct{} // closed once this end has sent its close frame
 	dead       chan struct{} // closed once the socket is closed
 	writerDone chan struct{}
