@@ -120,20 +120,7 @@ func main() {
 	res.Meta.LoadStart = measure.LoadAvg()
 	start := time.Now()
 	n := len(cfg.Contenders)
-	total := cfg.Rounds * len(cfg.Workloads) * n
-	var (
-		done, runs int
-		spent      time.Duration // in measurements, without the waits
-	)
-	// slack is how much time waits and retries may still take without the
-	// run going past its budget.
-	slack := func() time.Duration {
-		if runs == 0 {
-			return cfg.Budget / time.Duration(4*total)
-		}
-		projected := time.Since(start) + spent/time.Duration(runs)*time.Duration(total-done)
-		return max(cfg.Budget-projected, 0)
-	}
+	budget := measure.NewBudget(cfg.Budget, cfg.Rounds*len(cfg.Workloads)*n)
 	for r := 0; r < cfg.Rounds; r++ {
 		for _, w := range cfg.Workloads {
 			for i := 0; i < n; i++ {
@@ -145,24 +132,23 @@ func main() {
 					best = math.Inf(1)
 				)
 				for try := 0; ; try++ {
-					if wait := min(cfg.QuietWait, slack()); wait > 0 {
-						measure.WaitQuiet(wait, cfg.MaxForeign)
-					}
-					t := time.Now()
-					m1, err1 := runOne(bin, lib, w, r, &cfg)
-					spent += time.Since(t)
-					runs++
+					budget.Quiet(cfg.QuietWait, cfg.MaxForeign)
+					var (
+						m1   map[string]float64
+						err1 error
+					)
+					budget.Time(func() { m1, err1 = runOne(bin, lib, w, r, &cfg) })
 					f := max(m1["echo64.foreign"], m1["echo4k.foreign"], m1["fanout.foreign"])
 					if try == 0 || (err1 == nil && (err != nil || f < best)) {
 						m, err, best = m1, err1, f // keep the least disturbed try
 					}
-					if err1 != nil || f <= cfg.MaxForeign || try >= cfg.Retries || slack() < spent/time.Duration(runs) {
+					if err1 != nil || f <= cfg.MaxForeign || try >= cfg.Retries || !budget.Spare() {
 						break
 					}
 					logf("  other processes used %.2f cores during the measurement: again", f)
 					res.Retried++
 				}
-				done++
+				budget.Done()
 				if err != nil {
 					msg := fmt.Sprintf("round %d %s %s: %v", r+1, w, lib, err)
 					logf("  FAILED: %v", err)

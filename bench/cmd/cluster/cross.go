@@ -222,21 +222,7 @@ func withPrefix(base, prefix string) string {
 func runCross(ctx context.Context, bin string, cfg crossConfig, runID string) *crossResult {
 	res := &crossResult{Config: cfg}
 	n := len(cfg.Configs)
-	start := time.Now()
-	total := cfg.Rounds * n
-	var (
-		done, runs int
-		spent      time.Duration // in measurements, without the waits
-	)
-	// slack is how much time quiet waits and retries may still take
-	// without the run going past its budget.
-	slack := func() time.Duration {
-		if runs == 0 {
-			return cfg.Budget / time.Duration(4*total)
-		}
-		projected := time.Since(start) + spent/time.Duration(runs)*time.Duration(total-done)
-		return max(cfg.Budget-projected, 0)
-	}
+	budget := measure.NewBudget(cfg.Budget, cfg.Rounds*n)
 	for r := 0; r < cfg.Rounds; r++ {
 		for i := 0; i < n; i++ {
 			name := cfg.Configs[(i+r)%n] // rotate who goes first
@@ -245,14 +231,15 @@ func runCross(ctx context.Context, bin string, cfg crossConfig, runID string) *c
 				err  error
 			)
 			for try := 0; try <= cfg.Retries; try++ {
-				if wait := min(cfg.QuietWait, slack()); wait > 0 {
-					measure.WaitQuiet(wait, cfg.MaxForeign)
-				}
+				budget.Quiet(cfg.QuietWait, cfg.MaxForeign)
 				logf("cross round %d/%d %-6s (try %d)", r+1, cfg.Rounds, name, try+1)
-				t := time.Now()
-				m, err1 := crossOnce(ctx, bin, cfg, name, r, fmt.Sprintf("%sx%s%dt%d", runID, name[:1], r, try))
-				spent += time.Since(t)
-				runs++
+				var (
+					m    crossRun
+					err1 error
+				)
+				budget.Time(func() {
+					m, err1 = crossOnce(ctx, bin, cfg, name, r, fmt.Sprintf("%sx%s%dt%d", runID, name[:1], r, try))
+				})
 				if ctx.Err() != nil {
 					res.Errors = append(res.Errors, fmt.Sprintf("round %d %s: interrupted", r+1, name))
 					return res
@@ -273,7 +260,7 @@ func runCross(ctx context.Context, bin string, cfg crossConfig, runID string) *c
 						break
 					}
 				}
-				if try == cfg.Retries || slack() < spent/time.Duration(runs) {
+				if try == cfg.Retries || !budget.Spare() {
 					break
 				}
 				if err1 == nil {
@@ -281,7 +268,7 @@ func runCross(ctx context.Context, bin string, cfg crossConfig, runID string) *c
 				}
 				res.Retried++
 			}
-			done++
+			budget.Done()
 			if best.Tries == 0 {
 				res.Errors = append(res.Errors, fmt.Sprintf("round %d %s: %v", r+1, name, err))
 				continue
